@@ -109,18 +109,32 @@ class ImageGraph:
                 f"{name} must have {g} channels (one per graph of colour='per-channel'), got {v.shape[1]}"
             )
 
-    def matvec(self, v: torch.Tensor, *, normalised: bool = True, shift: float = 0.0, scale: float = 1.0) -> torch.Tensor:
+    def matvec(
+        self,
+        v: torch.Tensor,
+        *,
+        normalised: bool = True,
+        shift: float = 0.0,
+        scale: float = 1.0,
+        out: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Return ``shift * v + scale * A v`` with ``A = 𝒲`` (default) or ``A = W``, per channel.
 
         ``v`` has shape ``(B, C, H, W)``; with ``G = 1`` the single graph serves every channel.
-        Differentiable in ``v`` (used by CG unrolled under autograd).
+        ``out`` (same shape as ``v``, not aliasing it) receives the result without a new
+        allocation. Differentiable in ``v`` (used by CG unrolled under autograd).
         """
         self._check_signal(v, "v")
         wts = self.normalised if normalised else self.weights
         h, w = self.image_size
-        out = v * shift if shift != 0.0 else torch.zeros_like(v)
         # out-of-place when autograd needs the graph of ops, in place otherwise
         grad = torch.is_grad_enabled() and v.requires_grad
+        if grad or out is None:
+            out = v * shift if shift != 0.0 else torch.zeros_like(v)
+        elif shift == 1.0:
+            out.copy_(v)
+        else:
+            torch.mul(v, shift, out=out)
         for k, (dy, dx) in enumerate(self.offsets):
             (py, px), (qy, qx) = _edge_slices(dy, dx, h, w)
             wk = wts[:, :, k, py, px]

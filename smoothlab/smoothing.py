@@ -92,8 +92,7 @@ def _batched_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def conjugate_gradient(
-    graph: ImageGraph,
-    alpha: float,
+    operator: Callable[..., torch.Tensor],
     b: torch.Tensor,
     *,
     tol: float = 1e-5,
@@ -101,9 +100,11 @@ def conjugate_gradient(
     check_every: int = 10,
     x0: Literal["zeros", "rhs"] = "zeros",
 ) -> tuple[torch.Tensor, CGInfo]:
-    """Solve ``(I - α 𝒲) u = b`` for every ``(image, channel)`` system at once by CG.
+    """Solve ``A u = b`` for every ``(image, channel)`` system of ``b`` ``(B, C, H, W)`` at once by CG.
 
-    ``ℒ_α^-1 b = (1 - α) u``: the caller applies the scale. Each system stops updating once its
+    ``operator(v, out=None)`` applies a symmetric positive definite ``A`` per system, writing into
+    ``out`` when given (here ``I - α 𝒲``, so
+    ``ℒ_α^-1 b = (1 - α) u`` and the caller applies the scale). Each system stops updating once its
     relative residual is at most ``tol`` (the per-system scalars are masked, with no host
     synchronisation); the loop as a whole stops when all have converged, checked every
     ``check_every`` iterations. ``tol = 0`` runs exactly ``max_iter`` iterations. Under
@@ -112,9 +113,8 @@ def conjugate_gradient(
     shape = b.shape
     unrolled = torch.is_grad_enabled() and b.requires_grad
 
-    def op(v: torch.Tensor) -> torch.Tensor:
-        return graph.matvec(v, shift=1.0, scale=-alpha)
-
+    op = operator
+    buffer = None if unrolled else torch.empty_like(b)
     x = b.clone() if x0 == "rhs" else torch.zeros_like(b)
     r = b - op(x) if x0 == "rhs" else b.clone()
     p = r.clone()
@@ -125,7 +125,7 @@ def conjugate_gradient(
     iterations = torch.zeros(shape[:2], dtype=torch.long, device=b.device)
     for it in range(max_iter):
         active = rr.detach() > thresh
-        ap = op(p)
+        ap = op(p) if buffer is None else op(p, out=buffer)
         pap = _batched_dot(p, ap)
         ok = active & (pap.detach() > 0)
         step = torch.where(ok, rr / torch.where(ok, pap, torch.ones_like(pap)), zero)
@@ -346,13 +346,15 @@ class Smoother:
         if self.solver == "dense":
             inv = self._inverse
             assert inv is not None
+            # ℒ_α^-1 is symmetric: rows zᵀ ℒ_α^-1 give (ℒ_α^-1 z)ᵀ, and a row-times-matrix product
+            # streams the matrix in memory order (several times faster than matrix-times-column here)
             if inv.shape[1] == 1:
-                return torch.bmm(inv[:, 0], z.reshape(b, c, n).transpose(1, 2)).transpose(1, 2).reshape(z.shape)
-            return torch.matmul(inv, z.reshape(b, c, n, 1)).reshape(z.shape)
+                return torch.bmm(z.reshape(b, c, n), inv[:, 0]).reshape(z.shape)
+            return torch.matmul(z.reshape(b, c, 1, n), inv).reshape(z.shape)
         if self.solver == "direct":
             return self._solve_direct(z)
         u, info = conjugate_gradient(
-            self.graph, self.alpha, z, tol=self.tol, max_iter=self.max_iter, check_every=self.check_every, x0=self.x0
+            self._shifted_operator, z, tol=self.tol, max_iter=self.max_iter, check_every=self.check_every, x0=self.x0
         )
         self.last_cg_info = info
         return u * (1.0 - self.alpha)
@@ -383,6 +385,10 @@ class Smoother:
                 for ch in range(c):
                     out[i, ch] = self._factors[i][ch].solve(zn[i, ch].reshape(-1)).reshape(h, w)
         return torch.from_numpy(out).to(device=self.device, dtype=self.dtype)
+
+    def _shifted_operator(self, v: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """``(I - α 𝒲) v = (1 - α) ℒ_α v``, matrix-free."""
+        return self.graph.matvec(v, shift=1.0, scale=-self.alpha, out=out)
 
     def solve(self, z: torch.Tensor) -> torch.Tensor:
         """``s_α(z) = ℒ_α^-1 z`` (eq. 8), per channel, for the whole batch (not differentiable)."""
