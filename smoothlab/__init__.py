@@ -28,8 +28,12 @@ _LAZY_NAMES = {
     "CGInfo": "smoothlab.smoothing",
     "magnify": "smoothlab.magnify",
     "bilateral": "smoothlab.magnify",
+    "to_display": "smoothlab.magnify",
+    "visibility": "smoothlab.magnify",
+    "MAGNIFY_PAPER": "smoothlab.magnify",
+    "MAGNIFY_AUTHORS_CODE": "smoothlab.magnify",
 }
-_SUBMODULES = {"graph", "smoothing", "attacks", "metrics", "magnify", "models", "data", "bench", "viz", "cli"}
+_SUBMODULES = {"graph", "smoothing", "attacks", "metrics", "models", "data", "bench", "viz", "cli"}
 
 __all__ = sorted(_LAZY_NAMES) + sorted(_SUBMODULES) + ["__version__"]
 
