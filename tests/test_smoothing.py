@@ -262,7 +262,7 @@ def test_subset_and_spec() -> None:
         torch.testing.assert_close(s[idx](z[idx]), full[idx], rtol=1e-4, atol=1e-5)
     spec = SmoothingSpec.mnist()
     built = resolve_smoother(spec, x)
-    assert isinstance(built, Smoother) and built.alpha == 0.95 and built.solver == "dense"
+    assert isinstance(built, Smoother) and built.alpha == 0.95 and built.solver == "direct"  # auto on the CPU
     assert resolve_smoother(None, x) is None
     with pytest.raises(ValueError, match="smoother was built"):
         resolve_smoother(built, x[:2])

@@ -1,0 +1,310 @@
+"""Shared machinery of the attacks: the result record, input checks, losses, model handling.
+
+Every attack is a plain function ``attack(model, x, y, *, ...) -> AttackResult`` working on a
+whole batch at once, on the device of ``x``. The helpers here make sure that all of them
+
+- validate their input before computing anything (``ValueError``/``TypeError`` naming the
+  argument), including the model's output shape ``(B, k)``;
+- put the model in eval mode for the attack and restore every submodule's mode afterwards;
+- take gradients with ``torch.autograd.grad`` w.r.t. the input only, so that the model's
+  parameters' ``.grad`` are never touched;
+- report the same :class:`AttackResult`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from smoothlab._validation import check_images, check_labels, check_range, check_tensor
+
+Model = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class AttackResult:
+    """What an attack returns, one entry per image of the batch.
+
+    Attributes
+    ----------
+    x_adv : torch.Tensor
+        ``(B, C, H, W)`` adversarial images; the original image where the attack failed.
+    success : torch.Tensor
+        ``(B,)`` bool: ``pred_adv != y`` (untargeted) or ``pred_adv == target``.
+    distortion : torch.Tensor
+        ``(B,)`` ``||x_adv - x||_2`` over all pixels and channels (0 where it failed).
+    pred_clean, pred_adv : torch.Tensor
+        ``(B,)`` long: the model's predictions on ``x`` and on ``x_adv``.
+    forward_passes, backward_passes : torch.Tensor
+        ``(B,)`` long: model forward / backward passes spent on each image (the input check and
+        the final prediction included).
+    attack : str
+        ``"fgsm"``, ``"ifgsm"``, ``"pgd2"``, ``"cw"`` or, with a smoother, ``"sfgsm"``,
+        ``"sifgsm"``, ``"spgd2"``, ``"scw"``.
+    params : dict
+        Hyper-parameters actually used (budgets included), as plain Python values.
+    seconds : float
+        Wall time of the call.
+    extra : dict
+        Attack-specific tensors, e.g. for C&W ``"c"`` (the constant ``1/λ`` of the best iterate)
+        and for sC&W ``"latent"`` (the latent ``z`` of eq. 18 with ``x_adv = c(x + ŝ_α(z))``).
+    """
+
+    x_adv: torch.Tensor
+    success: torch.Tensor
+    distortion: torch.Tensor
+    pred_clean: torch.Tensor
+    pred_adv: torch.Tensor
+    forward_passes: torch.Tensor
+    backward_passes: torch.Tensor
+    attack: str
+    params: dict[str, Any]
+    seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.x_adv.shape[0])
+
+    @property
+    def success_rate(self) -> float:
+        """Fraction of the batch where the attack succeeded (no filtering on ``pred_clean``)."""
+        return float(self.success.float().mean()) if len(self) else float("nan")
+
+
+# ---------------------------------------------------------------------------- model handling
+@contextlib.contextmanager
+def eval_mode(model: Model) -> Iterator[None]:
+    """Put ``model`` (if an ``nn.Module``) in eval mode, restoring each submodule's mode after."""
+    if not isinstance(model, torch.nn.Module):
+        yield
+        return
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
+def forward_checked(model: Model, x: torch.Tensor) -> torch.Tensor:
+    """Run ``model`` on ``x`` once (no gradient) and check it returns finite logits ``(B, k)``."""
+    if isinstance(model, torch.nn.Module):
+        p = next(model.parameters(), None)
+        if p is not None and p.device != x.device:
+            raise ValueError(
+                f"model has its parameters on {p.device} but x is on {x.device}; the attacks run on the "
+                "device of x, move the model there (model.to(x.device))"
+            )
+    with torch.no_grad():
+        out = model(x)
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"model must return a torch.Tensor of logits of shape (B, k), got {type(out).__name__}")
+    b = x.shape[0]
+    if out.dim() != 2 or out.shape[0] != b or out.shape[1] < 2:
+        raise ValueError(
+            f"model must return logits of shape ({b}, k) with k >= 2 classes, got shape {tuple(out.shape)}"
+        )
+    if not out.dtype.is_floating_point:
+        raise TypeError(f"model must return floating-point logits, got dtype {out.dtype}")
+    if not bool(torch.isfinite(out).all()):
+        raise ValueError("model returned NaN or Inf logits on the clean images")
+    if out.device != x.device:
+        raise ValueError(f"model returned logits on {out.device} for images on {x.device}")
+    # probabilities instead of logits: every row in [0, 1] and summing to 1
+    if bool(((out >= 0) & (out <= 1)).all()) and bool(
+        torch.allclose(out.sum(1), torch.ones_like(out[:, 0]), atol=1e-3)
+    ):
+        warnings.warn(
+            "the model's outputs look like probabilities (every row in [0, 1] and summing to 1); the "
+            "attacks expect logits (eq. 3) and their gradients vanish through a softmax. Remove the "
+            "final softmax (log-probabilities are fine).",
+            UserWarning,
+            stacklevel=3,
+        )
+    return out
+
+
+@dataclass
+class Prepared:
+    """Checked inputs of an attack."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    target: torch.Tensor | None
+    pred_clean: torch.Tensor
+    num_classes: int
+
+    @property
+    def labels(self) -> torch.Tensor:
+        """The labels the loss is computed against: the target if any, else the true label."""
+        return self.y if self.target is None else self.target
+
+    @property
+    def targeted(self) -> bool:
+        return self.target is not None
+
+
+def prepare(model: Any, x: Any, y: Any, target: Any = None) -> Prepared:
+    """Validate the attack's inputs and compute the clean predictions (one forward pass)."""
+    if not callable(model):
+        raise TypeError(f"model must be callable (e.g. a torch.nn.Module), got {type(model).__name__}")
+    check_images(x, "x")
+    x = x.detach()
+    b = x.shape[0]
+    check_labels(y, b, "y")
+    y = y.detach().to(device=x.device, dtype=torch.long)
+    if target is not None:
+        check_labels(target, b, "target")
+        target = target.detach().to(device=x.device, dtype=torch.long)
+    logits = forward_checked(model, x)
+    k = logits.shape[1]
+    check_labels(y, b, "y", num_classes=k)
+    if target is not None:
+        check_labels(target, b, "target", num_classes=k)
+        if bool((target == y).any()):
+            raise ValueError("target must differ from the true label y for every image, got target == y")
+    return Prepared(x=x, y=y, target=target, pred_clean=logits.argmax(1), num_classes=k)
+
+
+# ---------------------------------------------------------------------------- parameters
+def batch_param(value: Any, name: str, x: torch.Tensor, *, positive: bool = False) -> tuple[torch.Tensor, Any]:
+    """A non-negative (or positive) scalar or ``(B,)`` tensor as a ``(B,)`` tensor on ``x``'s device.
+
+    Returns the tensor and its plain-Python description (a float or a list of floats).
+    """
+    b = x.shape[0]
+    if isinstance(value, torch.Tensor) and value.dim() > 0:
+        check_tensor(value, name)
+        if value.dim() != 1 or value.shape[0] != b:
+            raise ValueError(f"{name} must be a number or a tensor of shape ({b},), got shape {tuple(value.shape)}")
+        if value.dtype == torch.bool or value.dtype.is_complex:
+            raise TypeError(f"{name} must be a real tensor, got dtype {value.dtype}")
+        v = value.detach().to(device=x.device, dtype=x.dtype)
+        if not bool(torch.isfinite(v).all()):
+            raise ValueError(f"{name} must be finite, got NaN or Inf values")
+        lo = float(v.min())
+        if lo < 0 or (positive and lo == 0):
+            bound = "> 0" if positive else ">= 0"
+            raise ValueError(f"{name} must be {bound}, got a minimum of {lo:g}")
+        return v, v.tolist()
+    f = check_range(value, name, 0.0, None, low_open=positive)
+    return torch.full((b,), f, dtype=x.dtype, device=x.device), f
+
+
+def describe_smoother(smoother: Any) -> Any:
+    """A plain-Python description of the ``smoother=`` option, for ``AttackResult.params``."""
+    if smoother is None:
+        return None
+    if dataclasses.is_dataclass(smoother) and not isinstance(smoother, type):
+        d = dataclasses.asdict(smoother)
+        d["type"] = type(smoother).__name__
+        return d
+    if type(smoother).__name__ == "Smoother":
+        g = smoother.graph
+        return {
+            "type": "Smoother",
+            "alpha": smoother.alpha,
+            "solver": smoother.solver,
+            "kernel": g.kernel,
+            "lam": g.lam,
+            "colour": g.colour,
+            "neighbours": 2 * len(g.offsets),
+        }
+    return {"type": "callable", "name": getattr(smoother, "__qualname__", type(smoother).__name__)}
+
+
+# ---------------------------------------------------------------------------- losses and maths
+def margin_loss(logits: torch.Tensor, labels: torch.Tensor, margin: float, targeted: bool) -> torch.Tensor:
+    """Eq. (3) per image: ``[y_t - max_{i≠t} y_i + m]_+`` (untargeted, ``t`` the true label).
+
+    Targeted (``labels`` = target ``u``): ``[max_{i≠u} y_i - y_u + m]_+``. Both vanish once the
+    attack has succeeded by a margin ``m``.
+    """
+    own = logits.gather(1, labels[:, None]).squeeze(1)
+    mask = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, labels[:, None], True)
+    other = logits.masked_fill(mask, -math.inf).amax(1)
+    diff = other - own if targeted else own - other
+    return (diff + margin).clamp_min(0.0)
+
+
+def is_adversarial(pred: torch.Tensor, labels: torch.Tensor, targeted: bool) -> torch.Tensor:
+    """``pred != y`` (untargeted) or ``pred == target``."""
+    return pred == labels if targeted else pred != labels
+
+
+def l2(v: torch.Tensor) -> torch.Tensor:
+    """Per-image L2 norm over all pixels and channels, shape ``(B,)``."""
+    return v.flatten(1).norm(dim=1)
+
+
+def per_image(v: torch.Tensor) -> torch.Tensor:
+    """Reshape a ``(B,)`` tensor to broadcast against images ``(B, C, H, W)``."""
+    return v.view(-1, 1, 1, 1)
+
+
+def sync_time(x: torch.Tensor) -> float:
+    """``time.perf_counter()`` after waiting for the device of ``x``."""
+    if x.is_cuda:
+        torch.cuda.synchronize(x.device)
+    return time.perf_counter()
+
+
+def finish(
+    model: Model,
+    prep: Prepared,
+    candidate: torch.Tensor,
+    forward_passes: torch.Tensor,
+    backward_passes: torch.Tensor,
+    *,
+    attack: str,
+    params: dict[str, Any],
+    t0: float,
+    extra: dict[str, Any] | None = None,
+) -> AttackResult:
+    """Predict on the candidate adversarial images (one forward pass) and build the result.
+
+    Where the candidate is not adversarial, the original image is returned with its clean
+    prediction (so ``pred_adv`` is always the model's prediction on ``x_adv``).
+    """
+    x = prep.x
+    with torch.no_grad():
+        finite = torch.isfinite(candidate.detach()).flatten(1).all(1)
+        if not bool(finite.all()):  # never a silent NaN: say so, and count those images as failures
+            bad = (~finite).nonzero().squeeze(1).tolist()
+            warnings.warn(
+                f"{attack}: non-finite adversarial images for batch indices {bad[:10]}"
+                f"{'...' if len(bad) > 10 else ''} (NaN/Inf gradients from the model?); returned as failures",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        candidate = torch.where(per_image(finite), candidate.detach(), x).clamp(0.0, 1.0)
+        pred_cand = model(candidate).argmax(1)
+        ok = is_adversarial(pred_cand, prep.labels, prep.targeted) & finite
+        x_adv = torch.where(per_image(ok), candidate, x)
+        pred_adv = torch.where(ok, pred_cand, prep.pred_clean)
+        success = is_adversarial(pred_adv, prep.labels, prep.targeted)
+        distortion = l2(x_adv - x)
+    forward_passes = forward_passes + 1
+    params = {**params, "targeted": prep.targeted}
+    return AttackResult(
+        x_adv=x_adv,
+        success=success,
+        distortion=distortion,
+        pred_clean=prep.pred_clean,
+        pred_adv=pred_adv,
+        forward_passes=forward_passes,
+        backward_passes=backward_passes,
+        attack=attack,
+        params=params,
+        seconds=sync_time(x) - t0,
+        extra=extra or {},
+    )
