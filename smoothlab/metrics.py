@@ -1,0 +1,595 @@
+"""The evaluation protocol of section 5.1: per-image records and the statistics built on them.
+
+Every evaluation in smoothlab (a notebook cell, the CLI, one Dask shard) yields the same
+*records*: a :class:`pandas.DataFrame` with one row per ``(image, attack, budget)`` and the
+columns of :data:`RECORD_COLUMNS`:
+
+==================  =========  ===========================================================
+column              dtype      meaning
+==================  =========  ===========================================================
+``image_id``        int64      index of the image in its dataset split
+``attack``          str        attack name (``"fgsm"``, ``"pgd2"``, ``"scw"``, ...)
+``budget``          float64    target distortion ``eps`` of the run; NaN for attacks
+                               without one (C&W, sC&W)
+``label``           int64      true class
+``pred_clean``      int64      model prediction on the original image
+``pred_adv``        int64      model prediction on the adversarial image
+``correct``         bool       ``pred_clean == label`` (the image belongs to X, N of N')
+``success``         bool       the attack succeeded on this image
+``distortion``      float64    ``D = ||x_a - x_o||_2`` on the [0, 1] scale; **NaN where
+                               the attack failed** (distortion makes no sense for a
+                               failure, sec. 5.1)
+``forward_passes``  int64      forward passes spent on this image
+``backward_passes`` int64      backward passes spent on this image
+``seconds``         float64    wall time of the attack call divided evenly over its batch
+==================  =========  ===========================================================
+
+Every statistic is computed from records by the functions of this module:
+
+- :func:`union_over_budgets` -- the multi-budget protocol: an image succeeds if any run
+  succeeds and its distortion is the least over the successful runs (sec. 5.1);
+- :func:`success_probability` -- ``P_suc = N_suc / N`` (eq. 20);
+- :func:`mean_distortion` -- conditional average distortion ``D̄`` over successes (eq. 20);
+- :func:`operating_characteristic` -- ``P(D)`` as a step function (eq. 21);
+- :func:`summary` -- one row per attack: ``N'``, ``N``, accuracy, ``N_suc``, ``P_suc``, ``D̄``.
+
+Only images the model classifies correctly (``correct``) count: the records of the other
+images are excluded from every statistic except the count ``N'`` and the accuracy ``N/N'``.
+Statistics apply :func:`union_over_budgets` themselves, so they accept raw records
+with several budgets per attack as well as records that are already one row per image.
+
+Undefined values (documented choice): ``D̄`` is NaN for an attack with no success
+(``N_suc = 0``: the conditional mean has nothing to average), and ``P_suc``/``accuracy``
+are NaN in :func:`summary` for an attack whose records hold no correctly classified image
+(``N = 0``); :func:`success_probability` and :func:`operating_characteristic` raise a
+``ValueError`` in that case instead, because there is nothing to measure.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:  # pragma: no cover
+    from smoothlab.attacks import AttackResult
+
+__all__ = [
+    "RECORD_COLUMNS",
+    "SUMMARY_COLUMNS",
+    "ATTACK_ORDER",
+    "ATTACK_LABELS",
+    "validate_records",
+    "records_from_result",
+    "union_over_budgets",
+    "success_probability",
+    "mean_distortion",
+    "operating_characteristic",
+    "operating_characteristics",
+    "summary",
+    "format_summary",
+    "sort_records",
+    "attack_order",
+]
+
+#: Column name -> dtype of the record schema (see the module docstring).
+RECORD_COLUMNS: dict[str, str] = {
+    "image_id": "int64",
+    "attack": "str",
+    "budget": "float64",
+    "label": "int64",
+    "pred_clean": "int64",
+    "pred_adv": "int64",
+    "correct": "bool",
+    "success": "bool",
+    "distortion": "float64",
+    "forward_passes": "int64",
+    "backward_passes": "int64",
+    "seconds": "float64",
+}
+
+#: The order of Table 1; other attacks follow in alphabetical order.
+ATTACK_ORDER: tuple[str, ...] = ("fgsm", "ifgsm", "pgd2", "cw", "spgd2", "scw")
+
+#: Display names used in tables and figures (as printed in the paper).
+ATTACK_LABELS: dict[str, str] = {
+    "fgsm": "FGSM",
+    "ifgsm": "I-FGSM",
+    "pgd2": "PGD2",
+    "cw": "C&W",
+    "spgd2": "sPGD2",
+    "scw": "sC&W",
+}
+
+_INT_COLUMNS = ("image_id", "label", "pred_clean", "pred_adv", "forward_passes", "backward_passes")
+_BOOL_COLUMNS = ("correct", "success")
+_FLOAT_COLUMNS = ("budget", "distortion", "seconds")
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def attack_order(names: Iterable[str]) -> list[str]:
+    """Sort attack names in the order of Table 1, unknown names after, alphabetically."""
+    unique = list(dict.fromkeys(names))
+    rank = {name: i for i, name in enumerate(ATTACK_ORDER)}
+    return sorted(unique, key=lambda n: (rank.get(n, len(rank)), n))
+
+
+def validate_records(records: Any, name: str = "records") -> pd.DataFrame:
+    """Check a records frame and return a copy with the schema's dtypes.
+
+    Parameters
+    ----------
+    records : pandas.DataFrame
+        Per-image records (one row per image, attack and budget), see the module docstring.
+    name : str
+        Argument name used in error messages.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy holding the columns of :data:`RECORD_COLUMNS` (first, with their dtypes)
+        followed by any extra column, with a fresh ``RangeIndex``.
+
+    Raises
+    ------
+    TypeError
+        ``records`` is not a DataFrame, or a column has the wrong kind of values.
+    ValueError
+        The frame is empty, misses columns, holds NaN where a value is required, a negative
+        or non-finite distortion for a success, a success without a distortion, or the same
+        ``(image_id, attack, budget)`` twice.
+    """
+    if not isinstance(records, pd.DataFrame):
+        raise TypeError(f"{name} must be a pandas.DataFrame of per-image records, got {type(records).__name__}")
+    missing = [c for c in RECORD_COLUMNS if c not in records.columns]
+    if missing:
+        raise ValueError(
+            f"{name} is missing the record column(s) {missing}; expected at least {list(RECORD_COLUMNS)}, "
+            f"got columns {list(map(str, records.columns))}"
+        )
+    if len(records) == 0:
+        raise ValueError(f"{name} must hold at least one record, got an empty DataFrame")
+    df = records.reset_index(drop=True).copy()
+    for col in _INT_COLUMNS:
+        s = df[col]
+        if s.isna().any():
+            raise ValueError(f"{name}[{col!r}] must not hold missing values, got {int(s.isna().sum())} NaN")
+        if pd.api.types.is_bool_dtype(s) or not pd.api.types.is_integer_dtype(s):
+            # Accept integral floats (e.g. after a round trip through a NaN-able format).
+            if pd.api.types.is_float_dtype(s) and np.all(np.mod(s.to_numpy(), 1) == 0):
+                s = s.astype("int64")
+            else:
+                raise TypeError(f"{name}[{col!r}] must hold integers, got dtype {s.dtype}")
+        df[col] = s.astype("int64")
+    for col in _BOOL_COLUMNS:
+        s = df[col]
+        if s.isna().any():
+            raise ValueError(f"{name}[{col!r}] must not hold missing values, got {int(s.isna().sum())} NaN")
+        if not pd.api.types.is_bool_dtype(s):
+            raise TypeError(f"{name}[{col!r}] must hold booleans, got dtype {s.dtype}")
+        df[col] = s.astype(bool)
+    for col in _FLOAT_COLUMNS:
+        s = df[col]
+        if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+            raise TypeError(f"{name}[{col!r}] must hold real numbers, got dtype {s.dtype}")
+        df[col] = s.astype("float64")
+    if df["attack"].isna().any() or not all(isinstance(a, str) and a for a in df["attack"]):
+        raise TypeError(f"{name}['attack'] must hold non-empty strings (attack names)")
+    df["attack"] = df["attack"].astype(str)  # pandas' default string dtype ("str" in pandas 3)
+    if (df["image_id"] < 0).any():
+        raise ValueError(f"{name}['image_id'] must be >= 0, got minimum {int(df['image_id'].min())}")
+    for col in ("forward_passes", "backward_passes"):
+        if (df[col] < 0).any():
+            raise ValueError(f"{name}[{col!r}] must be >= 0, got minimum {int(df[col].min())}")
+    bad_budget = ~np.isnan(df["budget"]) & ~(np.isfinite(df["budget"]) & (df["budget"] >= 0))
+    if bad_budget.any():
+        raise ValueError(f"{name}['budget'] must be finite and >= 0 or NaN, got {df.loc[bad_budget, 'budget'].iloc[0]}")
+    # Distortion: a finite value >= 0 for every success, NaN for every failure.
+    d = df["distortion"].to_numpy()
+    succ = df["success"].to_numpy()
+    if np.any(succ & ~(np.isfinite(d) & (d >= 0))):
+        bad = d[succ & ~(np.isfinite(d) & (d >= 0))][0]
+        raise ValueError(f"{name}['distortion'] must be finite and >= 0 where success is True, got {bad}")
+    if np.any(~succ & ~np.isnan(d)):
+        raise ValueError(
+            f"{name}['distortion'] must be NaN where success is False (distortion makes no sense "
+            f"for a failure, sec. 5.1); got {int(np.sum(~succ & ~np.isnan(d)))} failure(s) with a value"
+        )
+    if not np.array_equal(df["correct"].to_numpy(), (df["pred_clean"] == df["label"]).to_numpy()):
+        raise ValueError(f"{name}['correct'] must equal pred_clean == label in every row")
+    dup = df.duplicated(subset=["image_id", "attack", "budget"], keep=False)
+    if dup.any():
+        first = df.loc[dup].iloc[0]
+        raise ValueError(
+            f"{name} must hold one row per (image_id, attack, budget); got {int(dup.sum())} duplicated rows, "
+            f"e.g. image_id={int(first['image_id'])}, attack={first['attack']!r}, budget={first['budget']}"
+        )
+    extra = [c for c in df.columns if c not in RECORD_COLUMNS]
+    return df[list(RECORD_COLUMNS) + extra]
+
+
+def sort_records(records: pd.DataFrame) -> pd.DataFrame:
+    """Sort records by ``(attack, budget, image_id)`` (NaN budgets last) with a fresh index.
+
+    A canonical order makes every aggregate bit-identical however the records were produced
+    (number of Dask workers, shard size, order of completion).
+    """
+    df = validate_records(records)
+    return df.sort_values(["attack", "budget", "image_id"], kind="stable", na_position="last").reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- records
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+    """Tensor / array / sequence -> 1-D numpy array on the host."""
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def records_from_result(
+    result: AttackResult,
+    *,
+    image_ids: Any,
+    labels: Any,
+    budget: float | Sequence[float] | Any | None = None,
+) -> pd.DataFrame:
+    """Turn one attack call into per-image records (one row per image of the batch).
+
+    Parameters
+    ----------
+    result : smoothlab.attacks.AttackResult
+        Output of an attack on a batch of ``B`` images.
+    image_ids : array-like of int, shape (B,)
+        Dataset index of each image of the batch.
+    labels : array-like of int, shape (B,)
+        True class of each image (the ``y`` given to the attack).
+    budget : float, array-like of shape (B,), or None
+        Target distortion ``eps`` of the run (a ``(B,)`` array when several budgets are
+        stacked in the batch). ``None``: taken from ``result.params["eps"]`` when the attack
+        has one, else NaN (C&W, sC&W).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Records with the columns of :data:`RECORD_COLUMNS`. ``distortion`` is NaN where the
+        attack failed; ``seconds`` is ``result.seconds / B`` for every row.
+    """
+    for field in ("success", "distortion", "pred_clean", "pred_adv", "forward_passes", "backward_passes", "attack", "seconds"):
+        if not hasattr(result, field):
+            raise TypeError(f"result must be an AttackResult (missing field {field!r}), got {type(result).__name__}")
+    success = _to_numpy(result.success).reshape(-1)
+    b = success.shape[0]
+    if b == 0:
+        raise ValueError("result must hold at least one image, got an empty batch")
+    if success.dtype != np.bool_:
+        raise TypeError(f"result.success must be boolean, got dtype {success.dtype}")
+
+    def per_image(value: Any, what: str) -> np.ndarray:
+        arr = _to_numpy(value)
+        if arr.ndim == 0:
+            arr = np.full(b, arr.item())
+        if arr.shape != (b,):
+            raise ValueError(f"{what} must have shape ({b},) like result.success, got shape {arr.shape}")
+        return arr
+
+    ids = per_image(image_ids, "image_ids")
+    if not np.issubdtype(ids.dtype, np.integer):
+        raise TypeError(f"image_ids must be integers, got dtype {ids.dtype}")
+    y = per_image(labels, "labels")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise TypeError(f"labels must be integers, got dtype {y.dtype}")
+    if budget is None:
+        eps = (result.params or {}).get("eps") if isinstance(getattr(result, "params", None), dict) else None
+        budget = math.nan if eps is None else eps
+    budgets = per_image(budget, "budget").astype("float64")
+    distortion = per_image(result.distortion, "result.distortion").astype("float64")
+    pred_clean = per_image(result.pred_clean, "result.pred_clean").astype("int64")
+    seconds = float(result.seconds)
+    df = pd.DataFrame(
+        {
+            "image_id": ids.astype("int64"),
+            "attack": [str(result.attack)] * b,
+            "budget": budgets,
+            "label": y.astype("int64"),
+            "pred_clean": pred_clean,
+            "pred_adv": per_image(result.pred_adv, "result.pred_adv").astype("int64"),
+            "correct": pred_clean == y.astype("int64"),
+            "success": success.astype(bool),
+            "distortion": np.where(success, distortion, np.nan),
+            "forward_passes": per_image(result.forward_passes, "result.forward_passes").astype("int64"),
+            "backward_passes": per_image(result.backward_passes, "result.backward_passes").astype("int64"),
+            "seconds": np.full(b, seconds / b, dtype="float64"),
+        }
+    )
+    return validate_records(df, "records built from result")
+
+
+# --------------------------------------------------------------------------- protocol
+
+
+def union_over_budgets(records: pd.DataFrame) -> pd.DataFrame:
+    """Merge the runs of each attack over its budgets: one row per ``(image_id, attack)``.
+
+    Section 5.1: an attack that targets a distortion is run for several budgets ``eps``;
+    it succeeds on an image if any run succeeds, and the image's distortion is the minimum
+    over the successful runs. Attacks run once (budget NaN) pass through unchanged.
+
+    Parameters
+    ----------
+    records : pandas.DataFrame
+        Per-image records (see the module docstring).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Records with one row per ``(image_id, attack)``, sorted by ``(attack, image_id)``:
+        ``success`` = any run succeeded; ``distortion`` = least distortion over successful
+        runs (NaN for a failure); ``budget`` and ``pred_adv`` = those of the run that gave
+        this least distortion (for a failure: NaN and the prediction of the largest-budget
+        run); ``forward_passes``, ``backward_passes`` and ``seconds`` = totals over all runs
+        (the cost of the whole protocol); ``n_runs`` = number of runs merged.
+
+    Raises
+    ------
+    ValueError
+        Invalid records, or an image whose label / clean prediction differs between runs.
+    """
+    df = validate_records(records)
+    df = df[list(RECORD_COLUMNS)]
+    keys = ["attack", "image_id"]
+    consistent = df.groupby(keys, sort=False)[["label", "pred_clean"]].nunique()
+    if (consistent > 1).any().any():
+        bad = consistent[(consistent > 1).any(axis=1)].index[0]
+        raise ValueError(
+            f"records: label and pred_clean must agree between the runs of one image; they differ for "
+            f"attack={bad[0]!r}, image_id={bad[1]}"
+        )
+    # Pick, per (attack, image), the successful run of least distortion (ties: smallest
+    # budget); failures sort after successes, then by largest budget.
+    order = df.assign(
+        _fail=~df["success"],
+        _d=df["distortion"].fillna(np.inf),
+        _b=np.where(df["success"], df["budget"].fillna(np.inf), -df["budget"].fillna(-np.inf)),
+    ).sort_values(keys + ["_fail", "_d", "_b"], kind="stable")
+    best = order.drop_duplicates(keys, keep="first").set_index(keys)
+    totals = df.groupby(keys, sort=True).agg(
+        forward_passes=("forward_passes", "sum"),
+        backward_passes=("backward_passes", "sum"),
+        seconds=("seconds", "sum"),
+        n_runs=("image_id", "size"),
+    )
+    out = best.drop(columns=["_fail", "_d", "_b", "forward_passes", "backward_passes", "seconds"]).join(totals)
+    out.loc[~out["success"], "budget"] = np.nan
+    out = out.reset_index().sort_values(keys, kind="stable").reset_index(drop=True)
+    out["n_runs"] = out["n_runs"].astype("int64")
+    return out[list(RECORD_COLUMNS) + ["n_runs"]]
+
+
+def _select(records: pd.DataFrame, attack: str | None, func: str) -> pd.DataFrame:
+    """Union over budgets, restricted to one attack (required when several are present)."""
+    df = union_over_budgets(records)
+    attacks = attack_order(df["attack"])
+    if attack is None:
+        if len(attacks) > 1:
+            raise ValueError(
+                f"{func}: records hold several attacks {attacks}; pass attack= one of them "
+                f"(or use summary() / operating_characteristics() for all)"
+            )
+        attack = attacks[0]
+    if attack not in attacks:
+        raise ValueError(f"attack must be one of the attacks in the records {attacks}, got {attack!r}")
+    return df[df["attack"] == attack]
+
+
+def _correct_only(df: pd.DataFrame, attack: str, func: str) -> pd.DataFrame:
+    kept = df[df["correct"]]
+    if len(kept) == 0:
+        raise ValueError(
+            f"{func}: no image of attack {attack!r} is classified correctly (N = 0 of N' = {len(df)}); "
+            "the statistic is undefined"
+        )
+    return kept
+
+
+def success_probability(records: pd.DataFrame, attack: str | None = None) -> float:
+    """Success probability ``P_suc = N_suc / N`` (eq. 20) after the union over budgets.
+
+    Parameters
+    ----------
+    records : pandas.DataFrame
+        Per-image records.
+    attack : str, optional
+        Attack to evaluate; may be omitted when the records hold a single attack.
+
+    Raises
+    ------
+    ValueError
+        Invalid records, an ambiguous or unknown ``attack``, or no correctly classified image.
+    """
+    name = attack
+    df = _select(records, attack, "success_probability")
+    name = df["attack"].iloc[0]
+    kept = _correct_only(df, name, "success_probability")
+    return float(kept["success"].sum()) / float(len(kept))
+
+
+def mean_distortion(records: pd.DataFrame, attack: str | None = None) -> float:
+    """Conditional average distortion ``D̄`` over the successes (eq. 20).
+
+    ``D̄ = (1 / N_suc) * sum over x_o in X_suc of D(x_o)``, after the union over budgets and
+    over correctly classified images only. Returns NaN when the attack never succeeds
+    (``N_suc = 0``: the conditional mean is undefined).
+
+    Raises
+    ------
+    ValueError
+        Invalid records, an ambiguous or unknown ``attack``, or no correctly classified image.
+    """
+    df = _select(records, attack, "mean_distortion")
+    kept = _correct_only(df, df["attack"].iloc[0], "mean_distortion")
+    d = kept.loc[kept["success"], "distortion"].to_numpy()
+    return float(np.sum(d) / d.size) if d.size else math.nan
+
+
+def _oc_from_union(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    n = len(df)
+    d = np.sort(df.loc[df["success"], "distortion"].to_numpy(dtype="float64"))
+    if d.size == 0:
+        return np.zeros(1), np.zeros(1)
+    values, counts = np.unique(d, return_counts=True)
+    p = np.cumsum(counts) / n
+    if values[0] > 0:
+        values = np.concatenate([[0.0], values])
+        p = np.concatenate([[0.0], p])
+    return values, p
+
+
+def operating_characteristic(records: pd.DataFrame, attack: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Operating characteristic ``P(D)`` (eq. 21) as the corners of a step function.
+
+    ``P(D) = |{x_o in X_suc : D(x_o) <= D}| / N`` for ``D`` in ``[0, D_max]``.
+
+    Parameters
+    ----------
+    records : pandas.DataFrame
+        Per-image records (the union over budgets is applied first).
+    attack : str, optional
+        Attack to evaluate; may be omitted when the records hold a single attack.
+
+    Returns
+    -------
+    D, P : numpy.ndarray
+        Increasing distortions ``D[0] = 0 < D[1] < ... < D[-1] = D_max`` (the distinct
+        distortions of the successes, preceded by 0) and ``P[k] = P(D[k])``, so
+        ``P[0] = P(0) = 0`` and ``P[-1] = P_suc``. ``P(D)`` is right-continuous and constant
+        between the ``D[k]``: plot it with a "hv" step line. With no success at all the
+        result is ``D = [0], P = [0]``.
+
+    Raises
+    ------
+    ValueError
+        Invalid records, an ambiguous or unknown ``attack``, or no correctly classified image.
+    """
+    df = _select(records, attack, "operating_characteristic")
+    kept = _correct_only(df, df["attack"].iloc[0], "operating_characteristic")
+    return _oc_from_union(kept)
+
+
+def operating_characteristics(records: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """:func:`operating_characteristic` of every attack in the records (Table 1 order).
+
+    Attacks with no correctly classified image are left out.
+    """
+    df = union_over_budgets(records)
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for name in attack_order(df["attack"]):
+        kept = df[(df["attack"] == name) & df["correct"]]
+        if len(kept):
+            out[name] = _oc_from_union(kept)
+    return out
+
+
+SUMMARY_COLUMNS: dict[str, str] = {
+    "n_images": "N'",
+    "n_correct": "N",
+    "accuracy": "accuracy",
+    "n_success": "N_suc",
+    "p_success": "P_suc",
+    "mean_distortion": "D̄",
+    "max_distortion": "D_max",
+    "forward_passes": "fwd/img",
+    "backward_passes": "bwd/img",
+    "seconds": "seconds",
+}
+
+
+def summary(records: pd.DataFrame) -> pd.DataFrame:
+    """Global statistics per attack (Table 1 of the paper, plus counts and costs).
+
+    Parameters
+    ----------
+    records : pandas.DataFrame
+        Per-image records, possibly several budgets per attack.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by attack (Table 1 order), with columns
+        ``n_images`` (N', all images), ``n_correct`` (N, correctly classified),
+        ``accuracy`` (N / N'), ``n_success`` (N_suc), ``p_success`` (P_suc = N_suc / N,
+        eq. 20), ``mean_distortion`` (D̄, eq. 20, conditional on success),
+        ``max_distortion`` (D_max of eq. 21), ``forward_passes`` and ``backward_passes``
+        (mean per correctly classified image, all budgets together) and ``seconds``
+        (total over all records of the attack, misclassified images included).
+        ``mean_distortion``/``max_distortion`` are NaN when ``n_success = 0`` and
+        ``p_success`` is NaN when ``n_correct = 0`` (undefined statistics).
+    """
+    df = union_over_budgets(records)
+    rows = []
+    names = attack_order(df["attack"])
+    for name in names:
+        part = df[df["attack"] == name]
+        kept = part[part["correct"]]
+        n_all, n = len(part), len(kept)
+        d = kept.loc[kept["success"], "distortion"].to_numpy(dtype="float64")
+        rows.append(
+            {
+                "n_images": n_all,
+                "n_correct": n,
+                "accuracy": n / n_all,
+                "n_success": int(d.size),
+                "p_success": d.size / n if n else math.nan,
+                "mean_distortion": float(np.sum(d) / d.size) if d.size else math.nan,
+                "max_distortion": float(np.max(d)) if d.size else math.nan,
+                "forward_passes": float(kept["forward_passes"].sum()) / n if n else math.nan,
+                "backward_passes": float(kept["backward_passes"].sum()) / n if n else math.nan,
+                "seconds": float(part["seconds"].sum()),
+            }
+        )
+    out = pd.DataFrame(rows, index=pd.Index(names, name="attack", dtype=object))
+    return out.astype({"n_images": "int64", "n_correct": "int64", "n_success": "int64"})
+
+
+def format_summary(table: pd.DataFrame, fmt: str = "markdown", *, digits: int = 2) -> str:
+    """Render a :func:`summary` table as Markdown (paper notation) or CSV.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Output of :func:`summary`.
+    fmt : {"markdown", "csv"}
+        Output format. Markdown uses the paper's names (``P_suc``, ``D̄``, ...) and
+        ``digits`` decimals; CSV keeps the raw column names and full precision.
+    digits : int
+        Decimals of the floating-point columns in Markdown.
+    """
+    if fmt not in ("markdown", "csv"):
+        raise ValueError(f"fmt must be one of 'markdown', 'csv'; got {fmt!r}")
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError(f"table must be the DataFrame returned by summary(), got {type(table).__name__}")
+    missing = [c for c in SUMMARY_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"table must be the output of summary() with columns {list(SUMMARY_COLUMNS)}; missing {missing}")
+    if fmt == "csv":
+        return table.to_csv(float_format="%.17g", na_rep="nan")
+    header = ["attack"] + [SUMMARY_COLUMNS[c] for c in SUMMARY_COLUMNS]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join([":---"] + ["---:"] * len(SUMMARY_COLUMNS)) + "|"]
+    for name, row in table.iterrows():
+        cells = [ATTACK_LABELS.get(str(name), str(name))]
+        for col in SUMMARY_COLUMNS:
+            v = row[col]
+            if col.startswith("n_"):
+                cells.append(str(int(v)))
+            elif isinstance(v, float) and math.isnan(v):
+                cells.append("—")
+            else:
+                cells.append(f"{float(v):.{1 if col in ('forward_passes', 'backward_passes') else digits}f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,302 @@
+"""Dask runner: determinism across paths, worker loss, resume, corrupt shards, errors.
+
+Real Dask clusters (LocalCluster, worker processes), real attacks and the shipped C4; tiny
+specs so that the whole file stays within about two minutes on two cores.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+distributed = pytest.importorskip("distributed")
+
+from smoothlab.bench import AttackSpec, BenchSpec, parse_budgets, parse_images, run  # noqa: E402
+from smoothlab.bench import storage  # noqa: E402
+from smoothlab.metrics import RECORD_COLUMNS, summary  # noqa: E402
+
+DETERMINISTIC = [c for c in RECORD_COLUMNS if c != "seconds"]  # wall time differs between runs
+
+
+def tiny_spec(**changes) -> BenchSpec:
+    """12 images, two cheap attacks (FGSM at 2 budgets, PGD2 with 3 iterations at 2 budgets)."""
+    fields = dict(
+        n_images=12,
+        attacks=(
+            AttackSpec("fgsm", {}, (0.1, 0.3)),
+            AttackSpec("pgd2", {"step": 1.0, "iterations": 3}, (1.0, 3.0)),
+        ),
+        batch_size=2,
+        shard_size=4,
+        device="cpu",
+    )
+    fields.update(changes)
+    return BenchSpec(**fields)
+
+
+def same_records(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(a[DETERMINISTIC], b[DETERMINISTIC], check_exact=True)
+
+
+@pytest.fixture(scope="module")
+def reference() -> pd.DataFrame:
+    """Records of the tiny spec, in-process, no Dask."""
+    res = run(tiny_spec(), client=False, progress=False)
+    assert res.complete and res.mode == "in-process" and res.computed == [0, 1, 2]
+    return res.records
+
+
+@pytest.fixture(scope="module")
+def client2():
+    """A 2-worker LocalCluster shared by the tests of this module."""
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.CRITICAL
+    ) as cluster, distributed.Client(cluster) as client:
+        yield client
+
+
+# --------------------------------------------------------------------------- spec
+
+
+def test_spec_json_hash_and_defaults():
+    spec = BenchSpec()
+    assert spec.attack_keys == ("fgsm", "ifgsm", "pgd2", "cw", "spgd2", "scw")
+    by = {a.key: a for a in spec.attacks}
+    assert by["pgd2"].budgets == (1.0, 2.0, 3.0, 3.5, 4.0, 4.5, 5.0, 6.0)
+    assert by["fgsm"].budgets == (0.1, 0.2, 0.3, 0.4, 0.5) and by["cw"].budgets == ()
+    assert by["cw"].params["c"] == 15.0 and by["ifgsm"].params["step"] == 0.08
+    back = BenchSpec.from_json(spec.to_json())
+    assert back == spec and back.hash == spec.hash and hash(back) == hash(spec)
+    # stable: budgets are canonicalised (sorted floats); any change of content changes it
+    a = tiny_spec(attacks=(AttackSpec("pgd2", {"iterations": 3}, (3, 1)),))
+    b = tiny_spec(attacks=(AttackSpec("pgd2", {"iterations": 3}, (1.0, 3.0)),))
+    assert a.hash == b.hash
+    assert tiny_spec().hash != tiny_spec(seed=1).hash != tiny_spec(n_images=11).hash
+    assert json.loads(spec.to_json())["spec"]["attacks"][0]["name"] == "fgsm"
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: AttackSpec("deepfool"), "unknown attack 'deepfool'"),
+        (lambda: AttackSpec("pgd2", {}, (1.0, -2.0)), "budgets"),
+        (lambda: AttackSpec("pgd2", {}, (1.0, 1.0)), "distinct"),
+        (lambda: AttackSpec("pgd2", {"eps": 3.0}, (1.0,)), "budgets="),
+        (lambda: tiny_spec(shard_size=5), "multiple of batch_size"),
+        (lambda: tiny_spec(image_ids=(1, 2)), "either n_images or image_ids"),
+        (lambda: tiny_spec(model="resnet"), "model"),
+        (lambda: tiny_spec(attacks=(AttackSpec("fgsm"), AttackSpec("fgsm"))), "distinct"),
+        (lambda: tiny_spec(device="tpu"), "device"),
+        (lambda: parse_budgets("pgd2:1,2"), "malformed budgets"),
+        (lambda: parse_budgets("pgd2=1,x"), "number"),
+        (lambda: parse_images("0:a"), "malformed images"),
+        (lambda: tiny_spec().with_budgets({"cw": (1.0,)}), "not in this spec"),
+    ],
+)
+def test_spec_errors(make, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        make()
+
+
+def test_parse_helpers():
+    assert parse_budgets("pgd2=1,2,3; fgsm=0.1") == {"pgd2": (1.0, 2.0, 3.0), "fgsm": (0.1,)}
+    assert parse_images("0:3,7") == (0, 1, 2, 7)
+    spec = tiny_spec().with_budgets({"pgd2": (2, 4, 6)})
+    assert [a.budgets for a in spec.attacks] == [(0.1, 0.3), (2.0, 4.0, 6.0)]
+
+
+# --------------------------------------------------------------------------- determinism
+
+
+def test_in_process_records_and_shard_size_invariance(reference):
+    # one row per (image, attack, budget), every image of the selection
+    assert len(reference) == 12 * 4
+    assert sorted(reference["image_id"].unique()) == list(range(12))
+    assert set(zip(reference["attack"], reference["budget"])) == {("fgsm", 0.1), ("fgsm", 0.3), ("pgd2", 1.0), ("pgd2", 3.0)}
+    assert reference["correct"].mean() > 0.8  # the shipped C4 classifies these digits
+    # a larger budget never hurts FGSM/PGD2 here? not guaranteed; but successes must exist
+    assert reference["success"].any()
+    for shard_size in (2, 12):
+        res = run(tiny_spec(shard_size=shard_size), client=False, progress=False)
+        same_records(res.records, reference)
+    # explicit indices give the same records for the same images
+    res = run(tiny_spec(n_images=None, image_ids=(3, 4, 5, 6)), client=False, progress=False)
+    same_records(res.records, reference[reference["image_id"].between(3, 6)].reset_index(drop=True))
+
+
+def test_dask_one_and_two_workers_bit_identical(reference, client2, tmp_path):
+    res2 = run(tiny_spec(), client=client2, out=tmp_path / "two", progress=False)
+    assert res2.mode == "client" and res2.n_workers == 2 and res2.complete
+    same_records(res2.records, reference)
+    # run() starting (and closing) its own 1-worker LocalCluster
+    res1 = run(tiny_spec(shard_size=2), workers=1, progress=False)
+    assert res1.mode == "local-cluster" and res1.n_workers == 1
+    same_records(res1.records, reference)
+    cols = [c for c in res1.summary.columns if c != "seconds"]
+    pd.testing.assert_frame_equal(res1.summary[cols], res2.summary[cols], check_exact=True)
+    for k in res2.operating_characteristics:
+        for u, v in zip(res1.operating_characteristics[k], res2.operating_characteristics[k]):
+            np.testing.assert_array_equal(u, v)
+    # the model and the images were built once per worker process, whatever the number of tasks
+    info = client2.run(lambda: __import__("smoothlab.bench.shard", fromlist=["x"]).cache_info())
+    assert all(v["builds"] == {"data": 1, "model": 1} for v in info.values()), info
+
+
+def test_worker_killed_mid_run(client2, tmp_path):
+    # Shards slow enough (C&W, 400 Adam iterations without early abort) to kill a worker mid-task.
+    spec = tiny_spec(
+        n_images=8,
+        attacks=(AttackSpec("cw", {"iterations": 400, "abort_early": False}),),
+        batch_size=4,
+        shard_size=4,
+    )
+    expected = run(spec, client=False, progress=False).records
+    out: dict = {}
+    thread = threading.Thread(target=lambda: out.update(res=run(spec, client=client2, out=tmp_path, progress=False)))
+    thread.start()
+    killed = None
+    deadline = time.monotonic() + 60
+    while killed is None and time.monotonic() < deadline and thread.is_alive():
+        busy = [w for w, tasks in client2.processing().items() if any("smoothlab-shard" in str(t) for t in tasks)]
+        if busy:
+            time.sleep(0.3)  # well inside the task
+            pid = client2.run(os.getpid, workers=[busy[0]])[busy[0]]
+            os.kill(pid, signal.SIGKILL)
+            killed = pid
+        time.sleep(0.05)
+    thread.join(timeout=120)
+    assert killed is not None, "no shard was seen running on a worker"
+    assert not thread.is_alive() and "res" in out
+    res = out["res"]
+    assert res.complete and sorted(res.computed) == [0, 1]
+    same_records(res.records, expected)
+    client2.wait_for_workers(2, timeout=60)  # the nanny restarts the killed worker
+    assert killed not in client2.run(os.getpid).values()
+
+
+# --------------------------------------------------------------------------- resume
+
+
+def test_interrupted_run_resumes_without_recomputing(reference, tmp_path):
+    part = run(tiny_spec(), client=False, out=tmp_path, progress=False, max_shards=1)
+    assert not part.complete and part.computed == [0] and part.reused == []
+    assert not (tmp_path / "records.parquet").exists()  # reports only for complete runs
+    first = storage.shard_path(tmp_path, 0)
+    stamp = first.stat().st_mtime_ns
+    # a crash in the middle of the next call (after one more shard is written)
+    def crash(k, df):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny_spec(), client=False, out=tmp_path, progress=False, on_shard=crash)
+    assert storage.shard_path(tmp_path, 1).exists() and not storage.shard_path(tmp_path, 2).exists()
+    res = run(tiny_spec(), client=False, out=tmp_path, progress=False)
+    assert res.complete and res.reused == [0, 1] and res.computed == [2] and res.invalid == []
+    assert first.stat().st_mtime_ns == stamp  # not rewritten
+    same_records(res.records, reference)
+    # nothing counted twice; reports written
+    assert not res.records.duplicated(["image_id", "attack", "budget"]).any()
+    for name in storage.REPORT_FILES:
+        assert (tmp_path / name).is_file(), name
+    # a run over a complete folder computes nothing
+    again = run(tiny_spec(), client=False, out=tmp_path, progress=False)
+    assert again.computed == [] and again.reused == [0, 1, 2]
+    same_records(again.records, reference)
+
+
+def test_dask_run_interrupted_then_resumed(reference, client2, tmp_path):
+    seen = []
+
+    def stop_after_first(k, df):
+        seen.append(k)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny_spec(), client=client2, out=tmp_path, progress=False, on_shard=stop_after_first)
+    done = sorted(int(p.stem.split("-")[1]) for p in (tmp_path / storage.SHARD_DIR).glob("shard-*.parquet"))
+    assert done == seen
+    res = run(tiny_spec(), client=client2, out=tmp_path, progress=False)
+    assert res.reused == done and sorted(res.computed + res.reused) == [0, 1, 2]
+    same_records(res.records, reference)
+
+
+def test_corrupt_and_foreign_shards_are_recomputed(reference, tmp_path):
+    run(tiny_spec(), client=False, out=tmp_path, progress=False)
+    # shard 1: truncated file; shard 2: a valid Parquet file of another spec
+    p1 = storage.shard_path(tmp_path, 1)
+    p1.write_bytes(p1.read_bytes()[:100])
+    other = tiny_spec(seed=7)
+    df2 = pd.read_parquet(storage.shard_path(tmp_path, 2))
+    storage.write_shard(tmp_path, other, 2, np.arange(8, 12), df2)
+    # shard 0: right spec but a record missing
+    df0 = pd.read_parquet(storage.shard_path(tmp_path, 0))
+    storage.write_shard(tmp_path, tiny_spec(), 0, np.arange(0, 4), df0.iloc[1:])
+    res = run(tiny_spec(), client=False, out=tmp_path, progress=False)
+    assert res.invalid == [0, 1, 2] and res.computed == [0, 1, 2] and res.reused == []
+    same_records(res.records, reference)
+    fresh = run(tiny_spec(), client=False, out=tmp_path, progress=False)
+    assert fresh.invalid == [] and fresh.reused == [0, 1, 2]
+
+
+def test_out_folder_of_another_spec_is_refused(tmp_path):
+    run(tiny_spec(n_images=4), client=False, out=tmp_path, progress=False)
+    with pytest.raises(FileExistsError, match="different benchmark spec"):
+        run(tiny_spec(n_images=8), client=False, out=tmp_path, progress=False)
+    res = run(tiny_spec(n_images=8), client=False, out=tmp_path, progress=False, overwrite=True)
+    assert res.computed == [0, 1]
+    saved = json.loads((tmp_path / "spec.json").read_text())
+    assert saved["hash"] == tiny_spec(n_images=8).hash
+    assert BenchSpec.from_json((tmp_path / "spec.json").read_text()) == tiny_spec(n_images=8)
+
+
+# --------------------------------------------------------------------------- outputs and errors
+
+
+def test_saved_reports_match_the_result(tmp_path):
+    res = run(tiny_spec(n_images=4), client=False, out=tmp_path, progress=False)
+    records = pd.read_parquet(tmp_path / "records.parquet")
+    same_records(records, res.records)
+    table = pd.read_csv(tmp_path / "table.csv", index_col=0)
+    np.testing.assert_array_equal(table["p_success"].to_numpy(), summary(records)["p_success"].to_numpy())
+    md = (tmp_path / "table.md").read_text()
+    assert "| FGSM |" in md and "| PGD2 |" in md and "P_suc" in md
+    html = (tmp_path / "operating_characteristic.html").read_text()
+    assert "plotly" in html.lower() and "PGD2" in html
+    fig = res.figure()
+    assert [t.name for t in fig.data] == ["FGSM", "PGD2"]
+
+
+def test_image_index_out_of_range():
+    with pytest.raises(ValueError, match="image index 5000 is out of range"):
+        run(tiny_spec(n_images=None, image_ids=(0, 5000)), client=False, progress=False)
+    with pytest.raises(ValueError, match="n_images=5000 is out of range"):
+        run(tiny_spec(n_images=5000), client=False, progress=False)
+
+
+def test_unreachable_scheduler_fails_fast():
+    t = time.monotonic()
+    with pytest.raises(ConnectionError, match="could not reach the Dask scheduler"):
+        run(tiny_spec(n_images=4), scheduler="tcp://127.0.0.1:1", connect_timeout=1.0, progress=False)
+    assert time.monotonic() - t < 15
+
+
+def test_bad_arguments():
+    with pytest.raises(TypeError, match="BenchSpec"):
+        run({"n_images": 3}, client=False)
+    with pytest.raises(ValueError, match="workers"):
+        run(tiny_spec(), workers=-1)
+    with pytest.raises(ValueError, match="either client or scheduler"):
+        run(tiny_spec(), client=object(), scheduler="tcp://x:1")
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            run(tiny_spec(device="cuda"), client=False)
