@@ -54,6 +54,8 @@ from smoothlab.graph import ImageGraph, _edge_slices, image_graph
 Solver = Literal["auto", "dense", "direct", "cg"]
 
 DENSE_AUTO_MAX_PIXELS = 1024
+#: Working set of one CG call on the CPU: about half of a typical last-level cache.
+CG_CHUNK_BYTES_CPU = 16 * 2**20
 
 
 @dataclass
@@ -73,6 +75,13 @@ class CGInfo:
     iterations: torch.Tensor
     relative_residual: torch.Tensor
     converged: torch.Tensor
+
+    @classmethod
+    def concatenate(cls, infos: list["CGInfo"]) -> "CGInfo":
+        """One record for consecutive chunks of the batch."""
+        if len(infos) == 1:
+            return infos[0]
+        return cls(*(torch.cat([getattr(i, f) for i in infos]) for f in ("iterations", "relative_residual", "converged")))
 
     @property
     def max_iterations(self) -> int:
@@ -184,6 +193,10 @@ class Smoother:
         iterations (``solver="cg"`` only).
     dense_max_pixels : int
         Largest image (``H·W``) the dense solver accepts.
+    cg_chunk_bytes : int, None or "auto"
+        CG solves the batch in chunks of images whose vectors fit in this many bytes, so that
+        they stay in cache across the ~20 passes of an iteration; ``"auto"``: 16 MiB on the
+        CPU, no chunking on a GPU. Results do not depend on it (each system is independent).
     neighbours, kernel, lam, colour, spatial_sigma
         Graph options, passed to :func:`smoothlab.graph.image_graph`.
 
@@ -212,6 +225,7 @@ class Smoother:
         x0: Literal["zeros", "rhs"] = "zeros",
         backward: Literal["adjoint", "unrolled"] = "adjoint",
         dense_max_pixels: int = 4096,
+        cg_chunk_bytes: int | None | Literal["auto"] = "auto",
         neighbours: int = 4,
         kernel: str = "laplacian",
         lam: float = 10.0,
@@ -228,6 +242,11 @@ class Smoother:
         self.x0 = check_choice(x0, "x0", ("zeros", "rhs"))
         self.backward = check_choice(backward, "backward", ("adjoint", "unrolled"))
         dense_max_pixels = check_int(dense_max_pixels, "dense_max_pixels", minimum=1)
+        if cg_chunk_bytes == "auto":
+            cg_chunk_bytes = CG_CHUNK_BYTES_CPU if x.device.type == "cpu" else None
+        elif cg_chunk_bytes is not None:
+            cg_chunk_bytes = check_int(cg_chunk_bytes, "cg_chunk_bytes", minimum=1)
+        self.cg_chunk_bytes: int | None = cg_chunk_bytes
         n = x.shape[-1] * x.shape[-2]
         if solver == "auto":
             if x.device.type == "cpu":
@@ -352,11 +371,31 @@ class Smoother:
             return torch.matmul(z.reshape(b, c, 1, n), inv).reshape(z.shape)
         if self.solver == "direct":
             return self._solve_direct(z)
-        u, info = conjugate_gradient(
-            self._shifted_operator, z, tol=self.tol, max_iter=self.max_iter, check_every=self.check_every, x0=self.x0
-        )
-        self.last_cg_info = info
+        chunk = self._cg_chunk(z)
+        parts, infos = [], []
+        for start in range(0, b, chunk):
+            sub = self.graph if chunk >= b else self.graph[start : start + chunk]
+
+            def op(v: torch.Tensor, out: torch.Tensor | None = None, g: ImageGraph = sub) -> torch.Tensor:
+                return g.matvec(v, shift=1.0, scale=-self.alpha, out=out)
+
+            u, info = conjugate_gradient(
+                op, z[start : start + chunk], tol=self.tol, max_iter=self.max_iter, check_every=self.check_every, x0=self.x0
+            )
+            parts.append(u)
+            infos.append(info)
+        self.last_cg_info = CGInfo.concatenate(infos)
+        u = parts[0] if len(parts) == 1 else torch.cat(parts)
         return u * (1.0 - self.alpha)
+
+    def _cg_chunk(self, z: torch.Tensor) -> int:
+        """Images per CG call: on the CPU, as many as keep one call's vectors within
+        ``cg_chunk_bytes`` (cache-sized), since CG streams its vectors ~20 times per iteration."""
+        b = z.shape[0]
+        if self.cg_chunk_bytes is None or (torch.is_grad_enabled() and z.requires_grad):
+            return b
+        per_image = (5 * z[0].numel() + self.graph.normalised[0].numel()) * z.element_size()
+        return max(1, min(b, self.cg_chunk_bytes // per_image))
 
     def _solve_direct(self, z: torch.Tensor) -> torch.Tensor:
         assert self._factors is not None

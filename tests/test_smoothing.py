@@ -337,3 +337,14 @@ def test_condition_number_grows_like_inverse_gap() -> None:
         its[a] = s.last_cg_info.max_iterations
     assert its[0.99] > 1.5 * its[0.9]
     assert its[0.99] < 5 * math.sqrt(10) * its[0.9]
+
+
+def test_cg_chunking_does_not_change_results() -> None:
+    x = torch.rand(5, 3, 10, 12, generator=torch.Generator().manual_seed(9))
+    z = torch.randn(x.shape, generator=torch.Generator().manual_seed(10))
+    whole = Smoother(x, 0.99, "cg", tol=1e-6, cg_chunk_bytes=None)
+    per_image = Smoother(x, 0.99, "cg", tol=1e-6, cg_chunk_bytes=1)
+    assert per_image._cg_chunk(z) == 1 and whole._cg_chunk(z) == 5
+    torch.testing.assert_close(per_image(z), whole(z), rtol=1e-5, atol=1e-6)
+    assert per_image.last_cg_info.iterations.shape == (5, 3)
+    assert torch.equal(per_image.last_cg_info.iterations, whole.last_cg_info.iterations)
