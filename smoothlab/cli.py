@@ -3,8 +3,11 @@
 ``smoothlab bench`` reproduces Table 1 and Figure 2 of the paper on MNIST: the six attacks
 (FGSM, I-FGSM, PGD2, C&W, sPGD2, sC&W) on the embedded MNIST test split against the
 pretrained C4, evaluated with the protocol of section 5.1 (eqs. 20-21), sharded over a local
-Dask cluster. It writes table.md, table.csv, operating_characteristic.html and
-records.parquet to ``--out``; an interrupted run resumes from the shards already written.
+Dask cluster. ``--table 2`` attacks the adversarially trained C4 instead (sec. 5.3) and
+``--table 3`` evaluates transferability (sec. 5.4): attacks crafted on C4 with one budget
+each, evaluated on the bilateral-filter defence and on the adversarially trained C4. It
+writes table.md, table.csv, operating_characteristic.html and records.parquet to ``--out``;
+an interrupted run resumes from the shards already written.
 """
 
 from __future__ import annotations
@@ -18,10 +21,14 @@ __all__ = ["main", "build_parser"]
 
 _DESCRIPTION_BENCH = """\
 Run attacks on MNIST against C4 and report the success probability P_suc, the
-conditional mean distortion D̄ (eq. 20) and the operating characteristic P(D)
-(eq. 21), with the protocol of section 5.1: only images the model classifies
-correctly count; attacks that target a distortion run at several budgets, and
-an image succeeds if any run does, with the least distortion over them.
+conditional mean distortion D̄ (eq. 20), the mean visibility V̄ of the successful
+adversarial images under magnification (appendix A) and the operating
+characteristic P(D) (eq. 21), with the protocol of section 5.1: only images the
+model classifies correctly count; attacks that target a distortion run at several
+budgets, and an image succeeds if any run does, with the least distortion over them.
+With --transfer-to the attacks are crafted on --model and evaluated on another
+model (sec. 5.4): N counts the images that model classifies correctly, and an
+attack succeeds where it misclassifies the adversarial image.
 """
 
 _EPILOG_BENCH = """\
@@ -29,7 +36,11 @@ examples:
   smoothlab bench --quick                     smoke run (20 images, few budgets), seconds
   smoothlab bench                             Table 1 on the embedded MNIST test split (1,000 images)
   smoothlab bench --attacks pgd2,spgd2 --budgets 'pgd2=1,2,3;spgd2=2,4'
-  smoothlab bench --model c4-adv --out adv    Table 2 (adversarially trained C4)
+  smoothlab bench --table 2 --out t2          Table 2: white box against the adversarially trained C4
+  smoothlab bench --table 3 --out t3          Table 3: crafted on C4 with one budget per attack,
+                                              evaluated on c4-bilateral (t3/c4-bilateral/) and
+                                              on c4-adv (t3/c4-adv/)
+  smoothlab bench --transfer-to c4-bilateral  transfer with Table 1's budgets
   smoothlab bench --workers 0                 no Dask: in-process loop over the same shards
   smoothlab bench --scheduler tcp://host:8786 use a running Dask cluster
 
@@ -37,6 +48,15 @@ The run writes OUT/spec.json and one Parquet file per finished shard (OUT/shards
 same command again to resume after an interruption. OUT holding another spec is refused
 unless --overwrite.
 """
+
+
+# The built-in models of smoothlab.bench.MODELS, spelled out so that the parser (--help,
+# --version) does not import torch and pandas; tests check that both lists agree.
+_MODEL_CHOICES = ("c4", "c4-adv", "c4-bilateral")
+
+
+def _builtin_models() -> tuple[str, ...]:
+    return _MODEL_CHOICES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,7 +91,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     what.add_argument("--n-images", type=int, metavar="N", help="evaluate the first N images of the split (default: all)")
     what.add_argument("--images", metavar="IDS", help="explicit image indices instead: '0:100' or '3,5,7'")
-    what.add_argument("--model", default="c4", choices=("c4", "c4-adv"), help="pretrained C4, or the adversarially trained one (default: c4)")
+    what.add_argument(
+        "--table",
+        type=int,
+        choices=(1, 2, 3),
+        help="the paper's scenario: 1 = white box on c4 (default); 2 = white box on c4-adv (Table 2); 3 = crafted on "
+        "c4 with one budget per attack (fgsm/ifgsm 0.3, pgd2/spgd2 5), evaluated on c4-bilateral and on c4-adv "
+        "(Table 3; --transfer-to picks one)",
+    )
+    what.add_argument(
+        "--model",
+        choices=_builtin_models(),
+        help="model the attacks are crafted on: c4 (pretrained), c4-adv (adversarially trained against FGSM), "
+        "c4-bilateral (c4 behind a bilateral filter, sigma_d 0.5, sigma_r 0.2) (default: c4)",
+    )
+    what.add_argument(
+        "--transfer-to",
+        metavar="MODEL",
+        choices=_builtin_models(),
+        help="evaluate the adversarial images on this model instead (transferability, sec. 5.4): "
+        + ", ".join(_builtin_models()),
+    )
+    what.add_argument("--no-visibility", action="store_true", help="do not compute the visibility column (V̄ empty)")
     what.add_argument(
         "--source",
         default="embedded",
@@ -94,23 +135,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _spec_from_args(args: argparse.Namespace) -> object:
-    from smoothlab.bench import BenchSpec, default_attacks, parse_budgets, parse_images, quick_attacks
+def _specs_from_args(args: argparse.Namespace) -> list[tuple[str | None, object]]:
+    """The spec(s) to run, each with its subfolder of --out (None: --out itself)."""
+    from smoothlab.bench import TABLE3_TARGETS, BenchSpec, default_attacks, parse_budgets, parse_images, quick_attacks
+    from smoothlab.bench.spec import single_budget_attacks
 
     if args.spec is not None:
-        return BenchSpec.from_json(args.spec.read_text())
+        return [(None, BenchSpec.from_json(args.spec.read_text()))]
     names = None
     if args.attacks:
         names = [n.strip() for n in args.attacks.split(",") if n.strip()]
         if not names:
             raise ValueError(f"--attacks must list attack names, got {args.attacks!r}")
-    attacks = quick_attacks(names) if args.quick else default_attacks(names)
+    table = args.table or 1
+    if args.table is not None and args.model is not None:
+        raise ValueError(f"--table {args.table} sets the model; drop --model (or drop --table to choose both)")
+    if table in (1, 2) and args.table is not None and args.transfer_to is not None:
+        raise ValueError(f"--table {args.table} is a white-box scenario; --transfer-to applies to --table 3 only")
+    if table == 3:
+        attacks = single_budget_attacks(names, quick=args.quick)
+        model = "c4"
+        targets: tuple[str | None, ...] = (args.transfer_to,) if args.transfer_to else TABLE3_TARGETS
+    else:
+        attacks = quick_attacks(names) if args.quick else default_attacks(names)
+        model = args.model or ("c4-adv" if table == 2 else "c4")
+        targets = (args.transfer_to,)
     fields: dict[str, object] = {
         "attacks": attacks,
-        "model": args.model,
+        "model": model,
         "source": args.source,
         "split": args.split,
         "device": args.device,
+        "visibility": not args.no_visibility,
     }
     if args.quick:
         fields.update(n_images=20, batch_size=10, shard_size=10)
@@ -129,31 +185,40 @@ def _spec_from_args(args: argparse.Namespace) -> object:
         # keep batches aligned: a batch never larger than a shard, and dividing it
         default = int(fields.get("batch_size", 50))  # type: ignore[arg-type]
         fields["batch_size"] = next(d for d in range(min(default, args.shard_size), 0, -1) if args.shard_size % d == 0)
-    spec = BenchSpec(**fields)  # type: ignore[arg-type]
-    if args.budgets:
-        spec = spec.with_budgets(parse_budgets(args.budgets))
-    return spec
+    specs = []
+    for target in targets:
+        spec = BenchSpec(**fields, target_model=target)  # type: ignore[arg-type]
+        if args.budgets:
+            spec = spec.with_budgets(parse_budgets(args.budgets))
+        # Table 3 runs two targets: one subfolder each
+        specs.append((target if len(targets) > 1 else None, spec))
+    return specs
 
 
 def _bench(args: argparse.Namespace) -> int:
     from smoothlab.bench import run
 
-    spec = _spec_from_args(args)
-    result = run(
-        spec,  # type: ignore[arg-type]
-        out=args.out,
-        scheduler=args.scheduler,
-        workers=args.workers,
-        progress=not args.no_progress,
-        overwrite=args.overwrite,
-        connect_timeout=args.connect_timeout,
-    )
-    print(result.table("markdown"))
-    print(
-        f"{len(result.records)} records, {result.n_shards} shards ({len(result.computed)} computed, {len(result.reused)} "
-        f"reused), {result.mode} with {result.n_workers} worker(s), {result.seconds:.1f} s"
-    )
-    print(f"results in {result.out}/: " + ", ".join(["table.md", "table.csv", "operating_characteristic.html", "records.parquet"]))
+    specs = _specs_from_args(args)
+    for sub, spec in specs:
+        out = args.out if sub is None else args.out / sub
+        result = run(
+            spec,  # type: ignore[arg-type]
+            out=out,
+            scheduler=args.scheduler,
+            workers=args.workers,
+            progress=not args.no_progress,
+            overwrite=args.overwrite,
+            connect_timeout=args.connect_timeout,
+        )
+        print(f"## {spec.scenario}\n")  # type: ignore[attr-defined]
+        print(result.table("markdown"))
+        print(
+            f"{len(result.records)} records, {result.n_shards} shards ({len(result.computed)} computed, "
+            f"{len(result.reused)} reused), {result.mode} with {result.n_workers} worker(s), {result.seconds:.1f} s"
+        )
+        print(f"results in {result.out}/: " + ", ".join(["table.md", "table.csv", "operating_characteristic.html", "records.parquet"]))
+        if len(specs) > 1:
+            print()
     return 0
 
 

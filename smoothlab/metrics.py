@@ -19,6 +19,11 @@ column              dtype      meaning
 ``distortion``      float64    ``D = ||x_a - x_o||_2`` on the [0, 1] scale; **NaN where
                                the attack failed** (distortion makes no sense for a
                                failure, sec. 5.1)
+``visibility``      float64    :func:`smoothlab.magnify.visibility` ``V(x_o, x_a)``: how
+                               much the perturbation shows under adversarial magnification
+                               (appendix A); NaN where the attack failed, and where it was
+                               not computed. *Optional on input*: records without it get a
+                               NaN column
 ``forward_passes``  int64      forward passes spent on this image
 ``backward_passes`` int64      backward passes spent on this image
 ``seconds``         float64    wall time of the attack call divided evenly over its batch
@@ -30,16 +35,23 @@ Every statistic is computed from records by the functions of this module:
   succeeds and its distortion is the least over the successful runs (sec. 5.1);
 - :func:`success_probability` -- ``P_suc = N_suc / N`` (eq. 20);
 - :func:`mean_distortion` -- conditional average distortion ``D̄`` over successes (eq. 20);
+- :func:`mean_visibility` -- average visibility ``V̄`` over the successes (the same
+  conditioning as ``D̄``; successes whose visibility was not computed are left out);
 - :func:`operating_characteristic` -- ``P(D)`` as a step function (eq. 21);
-- :func:`summary` -- one row per attack: ``N'``, ``N``, accuracy, ``N_suc``, ``P_suc``, ``D̄``.
+- :func:`summary` -- one row per attack: ``N'``, ``N``, accuracy, ``N_suc``, ``P_suc``, ``D̄``, ``V̄``.
+
+Under transferability (sec. 5.4) the records hold the *target* model's predictions: ``correct``
+says the target classifies the original, ``success`` that it misclassifies the adversarial
+image crafted on the source model; every statistic then follows unchanged.
 
 Only images the model classifies correctly (``correct``) count: the records of the other
 images are excluded from every statistic except the count ``N'`` and the accuracy ``N/N'``.
 Statistics apply :func:`union_over_budgets` themselves, so they accept raw records
 with several budgets per attack as well as records that are already one row per image.
 
-Undefined values (documented choice): ``D̄`` is NaN for an attack with no success
-(``N_suc = 0``: the conditional mean has nothing to average), and ``P_suc``/``accuracy``
+Undefined values (documented choice): ``D̄`` and ``V̄`` are NaN for an attack with no success
+(``N_suc = 0``: the conditional mean has nothing to average; ``V̄`` also when no success has a
+visibility), and ``P_suc``/``accuracy``
 are NaN in :func:`summary` for an attack whose records hold no correctly classified image
 (``N = 0``); :func:`success_probability` and :func:`operating_characteristic` raise a
 ``ValueError`` in that case instead, because there is nothing to measure.
@@ -59,6 +71,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "RECORD_COLUMNS",
+    "OPTIONAL_RECORD_COLUMNS",
     "SUMMARY_COLUMNS",
     "ATTACK_ORDER",
     "ATTACK_LABELS",
@@ -67,6 +80,7 @@ __all__ = [
     "union_over_budgets",
     "success_probability",
     "mean_distortion",
+    "mean_visibility",
     "operating_characteristic",
     "operating_characteristics",
     "summary",
@@ -86,6 +100,7 @@ RECORD_COLUMNS: dict[str, str] = {
     "correct": "bool",
     "success": "bool",
     "distortion": "float64",
+    "visibility": "float64",
     "forward_passes": "int64",
     "backward_passes": "int64",
     "seconds": "float64",
@@ -106,7 +121,11 @@ ATTACK_LABELS: dict[str, str] = {
 
 _INT_COLUMNS = ("image_id", "label", "pred_clean", "pred_adv", "forward_passes", "backward_passes")
 _BOOL_COLUMNS = ("correct", "success")
-_FLOAT_COLUMNS = ("budget", "distortion", "seconds")
+_FLOAT_COLUMNS = ("budget", "distortion", "visibility", "seconds")
+#: Columns of :data:`RECORD_COLUMNS` that records may lack (:func:`validate_records` adds
+#: them, filled with NaN): records made before they existed, or by hand.
+OPTIONAL_RECORD_COLUMNS: tuple[str, ...] = ("visibility",)
+_OPTIONAL_COLUMNS = OPTIONAL_RECORD_COLUMNS
 
 
 # --------------------------------------------------------------------------- validation
@@ -133,7 +152,9 @@ def validate_records(records: Any, name: str = "records") -> pd.DataFrame:
     -------
     pandas.DataFrame
         A copy holding the columns of :data:`RECORD_COLUMNS` (first, with their dtypes)
-        followed by any extra column, with a fresh ``RangeIndex``.
+        followed by any extra column, with a fresh ``RangeIndex``. A missing ``visibility``
+        column is added (NaN), and ``visibility`` is set to NaN where ``success`` is false
+        (like the distortion, it is defined for successes only).
 
     Raises
     ------
@@ -146,7 +167,7 @@ def validate_records(records: Any, name: str = "records") -> pd.DataFrame:
     """
     if not isinstance(records, pd.DataFrame):
         raise TypeError(f"{name} must be a pandas.DataFrame of per-image records, got {type(records).__name__}")
-    missing = [c for c in RECORD_COLUMNS if c not in records.columns]
+    missing = [c for c in RECORD_COLUMNS if c not in records.columns and c not in _OPTIONAL_COLUMNS]
     if missing:
         raise ValueError(
             f"{name} is missing the record column(s) {missing}; expected at least {list(RECORD_COLUMNS)}, "
@@ -155,6 +176,9 @@ def validate_records(records: Any, name: str = "records") -> pd.DataFrame:
     if len(records) == 0:
         raise ValueError(f"{name} must hold at least one record, got an empty DataFrame")
     df = records.reset_index(drop=True).copy()
+    for col in _OPTIONAL_COLUMNS:
+        if col not in df.columns:
+            df[col] = np.nan
     for col in _INT_COLUMNS:
         s = df[col]
         if s.isna().any():
@@ -200,6 +224,12 @@ def validate_records(records: Any, name: str = "records") -> pd.DataFrame:
             f"{name}['distortion'] must be NaN where success is False (distortion makes no sense "
             f"for a failure, sec. 5.1); got {int(np.sum(~succ & ~np.isnan(d)))} failure(s) with a value"
         )
+    # Visibility: finite and >= 0 or NaN (not computed) for a success; failures get NaN.
+    v = df["visibility"].to_numpy()
+    bad_v = succ & ~np.isnan(v) & ~(np.isfinite(v) & (v >= 0))
+    if np.any(bad_v):
+        raise ValueError(f"{name}['visibility'] must be finite and >= 0 (or NaN: not computed), got {v[bad_v][0]}")
+    df.loc[~succ, "visibility"] = np.nan  # like the distortion, it makes no sense for a failure
     if not np.array_equal(df["correct"].to_numpy(), (df["pred_clean"] == df["label"]).to_numpy()):
         raise ValueError(f"{name}['correct'] must equal pred_clean == label in every row")
     dup = df.duplicated(subset=["image_id", "attack", "budget"], keep=False)
@@ -239,6 +269,8 @@ def records_from_result(
     image_ids: Any,
     labels: Any,
     budget: float | Sequence[float] | Any | None = None,
+    x: Any = None,
+    visibility_options: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Turn one attack call into per-image records (one row per image of the batch).
 
@@ -254,12 +286,21 @@ def records_from_result(
         Target distortion ``eps`` of the run (a ``(B,)`` array when several budgets are
         stacked in the batch). ``None``: taken from ``result.params["eps"]`` when the attack
         has one, else NaN (C&W, sC&W).
+    x : torch.Tensor, optional
+        The original images ``(B, C, H, W)`` given to the attack. When given, the
+        ``visibility`` column is :func:`smoothlab.magnify.visibility` ``(x, result.x_adv)``
+        for the successes (computed for those images only, without gradients); otherwise
+        it is NaN.
+    visibility_options : dict, optional
+        Keyword arguments of :func:`smoothlab.magnify.visibility` (magnification options);
+        default: its defaults.
 
     Returns
     -------
     pandas.DataFrame
-        Records with the columns of :data:`RECORD_COLUMNS`. ``distortion`` is NaN where the
-        attack failed; ``seconds`` is ``result.seconds / B`` for every row.
+        Records with the columns of :data:`RECORD_COLUMNS`. ``distortion`` and ``visibility``
+        are NaN where the attack failed; ``seconds`` is ``result.seconds / B`` for every row
+        (the attack's time; computing the visibility is not counted).
     """
     for field in ("success", "distortion", "pred_clean", "pred_adv", "forward_passes", "backward_passes", "attack", "seconds"):
         if not hasattr(result, field):
@@ -292,6 +333,9 @@ def records_from_result(
     distortion = per_image(result.distortion, "result.distortion").astype("float64")
     pred_clean = per_image(result.pred_clean, "result.pred_clean").astype("int64")
     seconds = float(result.seconds)
+    vis = np.full(b, np.nan, dtype="float64")
+    if x is not None:
+        vis = _visibility_of_successes(x, result, success.astype(bool), visibility_options)
     df = pd.DataFrame(
         {
             "image_id": ids.astype("int64"),
@@ -303,12 +347,37 @@ def records_from_result(
             "correct": pred_clean == y.astype("int64"),
             "success": success.astype(bool),
             "distortion": np.where(success, distortion, np.nan),
+            "visibility": vis,
             "forward_passes": per_image(result.forward_passes, "result.forward_passes").astype("int64"),
             "backward_passes": per_image(result.backward_passes, "result.backward_passes").astype("int64"),
             "seconds": np.full(b, seconds / b, dtype="float64"),
         }
     )
     return validate_records(df, "records built from result")
+
+
+def _visibility_of_successes(x: Any, result: Any, success: np.ndarray, options: dict[str, Any] | None) -> np.ndarray:
+    """``visibility(x_o, x_a)`` for the successful images of a batch, NaN elsewhere."""
+    import torch
+
+    from smoothlab.magnify import visibility
+
+    b = success.shape[0]
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be the torch.Tensor of original images given to the attack, got {type(x).__name__}")
+    x_adv = getattr(result, "x_adv", None)
+    if not isinstance(x_adv, torch.Tensor) or x.shape != x_adv.shape or x.shape[0] != b:
+        raise ValueError(
+            f"x must have the shape of result.x_adv {tuple(getattr(x_adv, 'shape', ()))} with {b} images, "
+            f"got {tuple(x.shape)}"
+        )
+    out = np.full(b, np.nan, dtype="float64")
+    if success.any():
+        idx = torch.from_numpy(np.flatnonzero(success)).to(x.device)
+        with torch.no_grad():
+            v = visibility(x.detach()[idx], x_adv.detach()[idx].to(x.dtype), **(options or {}))
+        out[success] = v.double().cpu().numpy()
+    return out
 
 
 # --------------------------------------------------------------------------- protocol
@@ -331,8 +400,8 @@ def union_over_budgets(records: pd.DataFrame) -> pd.DataFrame:
     pandas.DataFrame
         Records with one row per ``(image_id, attack)``, sorted by ``(attack, image_id)``:
         ``success`` = any run succeeded; ``distortion`` = least distortion over successful
-        runs (NaN for a failure); ``budget`` and ``pred_adv`` = those of the run that gave
-        this least distortion (for a failure: NaN and the prediction of the largest-budget
+        runs (NaN for a failure); ``budget``, ``pred_adv`` and ``visibility`` = those of the run
+        that gave this least distortion (for a failure: NaN and the prediction of the largest-budget
         run); ``forward_passes``, ``backward_passes`` and ``seconds`` = totals over all runs
         (the cost of the whole protocol); ``n_runs`` = number of runs merged.
 
@@ -438,6 +507,29 @@ def mean_distortion(records: pd.DataFrame, attack: str | None = None) -> float:
     return float(np.sum(d) / d.size) if d.size else math.nan
 
 
+def mean_visibility(records: pd.DataFrame, attack: str | None = None) -> float:
+    """Average visibility ``V̄`` over the successes, conditioned like ``D̄`` (eq. 20).
+
+    After the union over budgets (each image keeps the visibility of its least-distortion
+    successful run) and over correctly classified images only; successes whose visibility
+    was not computed (NaN) are left out. NaN when no success has a visibility.
+
+    Raises
+    ------
+    ValueError
+        Invalid records, an ambiguous or unknown ``attack``, or no correctly classified image.
+    """
+    df = _select(records, attack, "mean_visibility")
+    kept = _correct_only(df, df["attack"].iloc[0], "mean_visibility")
+    return _mean_visibility(kept)
+
+
+def _mean_visibility(kept: pd.DataFrame) -> float:
+    v = kept.loc[kept["success"], "visibility"].to_numpy(dtype="float64")
+    v = v[~np.isnan(v)]
+    return float(np.sum(v) / v.size) if v.size else math.nan
+
+
 def _oc_from_union(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     n = len(df)
     d = np.sort(df.loc[df["success"], "distortion"].to_numpy(dtype="float64"))
@@ -503,6 +595,7 @@ SUMMARY_COLUMNS: dict[str, str] = {
     "n_success": "N_suc",
     "p_success": "P_suc",
     "mean_distortion": "D̄",
+    "mean_visibility": "V̄",
     "max_distortion": "D_max",
     "forward_passes": "fwd/img",
     "backward_passes": "bwd/img",
@@ -525,10 +618,12 @@ def summary(records: pd.DataFrame) -> pd.DataFrame:
         ``n_images`` (N', all images), ``n_correct`` (N, correctly classified),
         ``accuracy`` (N / N'), ``n_success`` (N_suc), ``p_success`` (P_suc = N_suc / N,
         eq. 20), ``mean_distortion`` (D̄, eq. 20, conditional on success),
-        ``max_distortion`` (D_max of eq. 21), ``forward_passes`` and ``backward_passes``
+        ``mean_visibility`` (V̄: mean visibility over the successes, see
+        :func:`mean_visibility`), ``max_distortion`` (D_max of eq. 21), ``forward_passes`` and ``backward_passes``
         (mean per correctly classified image, all budgets together) and ``seconds``
         (total over all records of the attack, misclassified images included).
-        ``mean_distortion``/``max_distortion`` are NaN when ``n_success = 0`` and
+        ``mean_distortion``/``mean_visibility``/``max_distortion`` are NaN when
+        ``n_success = 0`` (``mean_visibility`` also when no visibility was computed) and
         ``p_success`` is NaN when ``n_correct = 0`` (undefined statistics).
     """
     df = union_over_budgets(records)
@@ -547,6 +642,7 @@ def summary(records: pd.DataFrame) -> pd.DataFrame:
                 "n_success": int(d.size),
                 "p_success": d.size / n if n else math.nan,
                 "mean_distortion": float(np.sum(d) / d.size) if d.size else math.nan,
+                "mean_visibility": _mean_visibility(kept),
                 "max_distortion": float(np.max(d)) if d.size else math.nan,
                 "forward_passes": float(kept["forward_passes"].sum()) / n if n else math.nan,
                 "backward_passes": float(kept["backward_passes"].sum()) / n if n else math.nan,

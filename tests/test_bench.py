@@ -19,7 +19,18 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 
-from smoothlab.bench import AttackSpec, BenchSpec, parse_budgets, parse_images, run  # noqa: E402
+from smoothlab.bench import (  # noqa: E402
+    MODELS,
+    SINGLE_BUDGETS,
+    AttackSpec,
+    BenchSpec,
+    default_attacks,
+    parse_budgets,
+    parse_images,
+    register_model,
+    run,
+    unregister_model,
+)
 from smoothlab.bench import storage  # noqa: E402
 from smoothlab.metrics import RECORD_COLUMNS, summary  # noqa: E402
 
@@ -106,6 +117,50 @@ def test_spec_errors(make, match):
         make()
 
 
+def test_paper_scenarios_and_spec_versions():
+    t1, t2 = BenchSpec.paper(1), BenchSpec.paper(2)
+    assert t1 == BenchSpec() and t1.scenario == "white box on c4"
+    assert t2.model == "c4-adv" and t2.target_model is None and t2.attacks == default_attacks()
+    t3 = BenchSpec.paper(3, target="c4-bilateral")
+    assert (t3.model, t3.target_model, t3.evaluated_model) == ("c4", "c4-bilateral", "c4-bilateral")
+    assert t3.scenario == "transfer c4 -> c4-bilateral"
+    assert {a.key: a.budgets for a in t3.attacks} == {
+        "fgsm": (0.3,), "ifgsm": (0.3,), "pgd2": (5.0,), "cw": (), "spgd2": (5.0,), "scw": ()
+    } and SINGLE_BUDGETS["pgd2"] == (5.0,)
+    assert {a.key: a.params for a in t3.attacks} == {a.key: a.params for a in t1.attacks}  # sec. 5.2 settings
+    q = BenchSpec.paper(3, target="c4-adv", quick=True, attack_names=["pgd2"], n_images=4)
+    assert q.n_images == 4 and q.attacks[0].budgets == (5.0,) and q.attacks[0].params["iterations"] == 5
+    assert BenchSpec.from_json(t3.to_json()) == t3 and t3.hash != BenchSpec.paper(3, target="c4-adv").hash
+    assert t3.hash != t3.replace(visibility=False).hash
+    for make, match in [
+        (lambda: BenchSpec.paper(3), "needs target"),
+        (lambda: BenchSpec.paper(2, target="c4-adv"), "white-box"),
+        (lambda: BenchSpec.paper(4), "table must be"),
+        (lambda: tiny_spec(target_model="resnet"), "target_model"),
+        (lambda: tiny_spec(visibility=1), "visibility"),
+    ]:
+        with pytest.raises((ValueError, TypeError), match=match):
+            make()
+    # a version-1 document (no target_model / visibility) still reads, as the same spec;
+    # its hash is new, so shards written by version 1 are foreign
+    doc = json.loads(tiny_spec().to_json())
+    doc["version"] = 1
+    for key in ("target_model", "visibility"):
+        del doc["spec"][key]
+    old = BenchSpec.from_json(json.dumps(doc))
+    assert old == tiny_spec() and old.hash == tiny_spec().hash != _v1_hash(doc["spec"])
+    with pytest.raises(ValueError, match="version 99"):
+        BenchSpec.from_json(json.dumps({**doc, "version": 99}))
+
+
+def _v1_hash(spec_dict: dict) -> str:
+    """SHA-256 of a version-1 spec (how version 1 computed BenchSpec.hash)."""
+    import hashlib
+
+    text = json.dumps({"version": 1, "spec": spec_dict}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def test_parse_helpers():
     assert parse_budgets("pgd2=1,2,3; fgsm=0.1") == {"pgd2": (1.0, 2.0, 3.0), "fgsm": (0.1,)}
     assert parse_images("0:3,7") == (0, 1, 2, 7)
@@ -124,6 +179,25 @@ def test_in_process_records_and_shard_size_invariance(reference):
     assert reference["correct"].mean() > 0.8  # the shipped C4 classifies these digits
     # a larger budget never hurts FGSM/PGD2 here? not guaranteed; but successes must exist
     assert reference["success"].any()
+    # visibility: finite and > 0 for every success, NaN for every failure ...
+    ok = reference["success"].to_numpy()
+    vis = reference["visibility"].to_numpy()
+    assert np.isfinite(vis[ok]).all() and (vis[ok] > 0).all() and np.isnan(vis[~ok]).all()
+    # ... and equal to magnify.visibility of the adversarial image (FGSM at 0.3 on images 0-1)
+    import torch
+
+    from smoothlab.attacks import fgsm
+    from smoothlab.data import mnist
+    from smoothlab.magnify import visibility
+    from smoothlab.models import c4
+
+    x, y = mnist("test")
+    res = fgsm(c4(pretrained=True), x[:2], y[:2], eps=0.3)
+    assert res.success.all()
+    row = reference[(reference["attack"] == "fgsm") & (reference["budget"] == 0.3)].set_index("image_id")
+    with torch.no_grad():
+        np.testing.assert_allclose(row.loc[[0, 1], "visibility"], visibility(x[:2], res.x_adv).double(), rtol=1e-5)
+    assert summary(reference)["mean_visibility"].notna().all()
     for shard_size in (2, 12):
         res = run(tiny_spec(shard_size=shard_size), client=False, progress=False)
         same_records(res.records, reference)
@@ -180,6 +254,99 @@ def test_worker_killed_mid_run(client2, tmp_path):
     same_records(res.records, expected)
     client2.wait_for_workers(2, timeout=60)  # the nanny restarts the killed worker
     assert killed not in client2.run(os.getpid).values()
+
+
+# --------------------------------------------------------------------------- transferability
+
+
+def _oracle_factory(x_bank, y_bank):
+    """A model that predicts the label of the nearest image of ``x_bank`` (standard torch
+    modules only, so that it pickles to Dask workers). Perturbations of L2 norm below half the
+    distance between two bank images cannot change its prediction on a bank image."""
+    import torch
+
+    n = x_bank.shape[0]
+    flat = x_bank.flatten(1)
+    near = torch.nn.Linear(flat.shape[1], n)  # 2 x.b - |b|^2 = |x|^2 - |x - b|^2
+    to_class = torch.nn.Linear(n, 10, bias=False)
+    with torch.no_grad():
+        near.weight.copy_(2 * flat)
+        near.bias.copy_(-(flat**2).sum(1))
+        to_class.weight.copy_(torch.nn.functional.one_hot(y_bank, 10).T.float())
+    model = torch.nn.Sequential(torch.nn.Flatten(), near, torch.nn.Softmax(dim=1), to_class).eval()
+    return lambda device: model.to(device)
+
+
+@pytest.fixture(scope="module")
+def oracle():
+    """Registered model "oracle-nn": always right on the first 8 test images under PGD2 with eps <= 2."""
+    import torch
+
+    from smoothlab.data import mnist
+
+    x, y = mnist("test")
+    xb = x[:8]
+    d = torch.cdist(xb.flatten(1), xb.flatten(1)) + 1e9 * torch.eye(8)
+    assert float(d.min()) > 2 * 2.0  # so that an L2 perturbation <= 2 keeps the nearest neighbour
+    register_model("oracle-nn", _oracle_factory(xb, y[:8]))
+    yield "oracle-nn"
+    unregister_model("oracle-nn")
+
+
+def transfer_spec(**changes) -> BenchSpec:
+    return tiny_spec(n_images=8, attacks=(AttackSpec("pgd2", {"step": 1.0, "iterations": 3}, (1.0, 2.0)),), **changes)
+
+
+def test_transfer_is_evaluated_on_the_target(oracle, client2):
+    white = run(transfer_spec(), client=False, progress=False).records
+    ok = white["correct"] & white["success"]
+    assert ok.sum() >= 2  # the attack works on C4 (white box) ...
+    res = run(transfer_spec(target_model=oracle), client=False, progress=False)
+    rec = res.records
+    # ... but the records hold the oracle's predictions: always right, so never a success
+    assert rec["correct"].all() and (rec["pred_clean"] == rec["label"]).all()
+    assert (rec["pred_adv"] == rec["label"]).all() and not rec["success"].any()
+    assert rec["distortion"].isna().all() and rec["visibility"].isna().all()
+    assert res.summary.loc["pgd2", "p_success"] == 0.0 and res.summary.loc["pgd2", "n_correct"] == 8
+    assert (white["pred_adv"] != white["label"]).any()
+    # crafting and evaluating on the same model is the white box
+    same = run(transfer_spec(target_model="c4"), client=False, progress=False)
+    same_records(same.records, white)
+    # the worker plugin sends the registered factory to the Dask workers
+    dask = run(transfer_spec(target_model=oracle), client=client2, progress=False)
+    same_records(dask.records, rec)
+
+
+def test_transfer_to_the_bilateral_defence():
+    import torch
+
+    from smoothlab.attacks import fgsm
+    from smoothlab.data import mnist
+    from smoothlab.models import BilateralDefence, c4
+
+    spec = tiny_spec(n_images=4, attacks=(AttackSpec("fgsm", {}, (0.1,)),), target_model="c4-bilateral", visibility=False)
+    rec = run(spec, client=False, progress=False).records
+    x, y = mnist("test")
+    source = c4(pretrained=True)
+    defended = BilateralDefence(c4(pretrained=True), sigma_d=0.5, sigma_r=0.2)
+    assert dict(MODELS["c4-bilateral"]["bilateral"]) == {"sigma_d": 0.5, "sigma_r": 0.2}
+    adv = fgsm(source, x[:4], y[:4], eps=0.1).x_adv
+    with torch.no_grad():
+        np.testing.assert_array_equal(rec["pred_clean"], defended(x[:4]).argmax(1).numpy())
+        np.testing.assert_array_equal(rec["pred_adv"], defended(adv).argmax(1).numpy())
+    np.testing.assert_array_equal(rec["success"], rec["pred_adv"] != rec["label"])
+    assert rec["visibility"].isna().all()  # visibility=False
+
+
+def test_register_model_errors():
+    with pytest.raises(ValueError, match="built in"):
+        register_model("c4", lambda device: None)
+    with pytest.raises(TypeError, match="callable"):
+        register_model("mine", 3)
+    with pytest.raises(ValueError, match="not registered"):
+        unregister_model("never-registered")
+    with pytest.raises(ValueError, match="model must be one of"):
+        tiny_spec(model="never-registered")
 
 
 # --------------------------------------------------------------------------- resume
@@ -244,6 +411,26 @@ def test_corrupt_and_foreign_shards_are_recomputed(reference, tmp_path):
     same_records(res.records, reference)
     fresh = run(tiny_spec(), client=False, out=tmp_path, progress=False)
     assert fresh.invalid == [] and fresh.reused == [0, 1, 2]
+
+
+def test_out_folder_of_an_older_version_is_recomputed(tmp_path):
+    spec = tiny_spec(n_images=4)
+    run(spec, client=False, out=tmp_path, progress=False)
+    # turn the folder into what version 1 wrote: spec.json v1, shards tagged with the v1 hash
+    doc = json.loads(spec.to_json())
+    doc["version"] = 1
+    for key in ("target_model", "visibility"):
+        del doc["spec"][key]
+    old_hash = _v1_hash(doc["spec"])
+    (tmp_path / "spec.json").write_text(json.dumps({"hash": old_hash, **doc}))
+    for k, ids in enumerate((np.arange(0, 4),)):
+        df = pd.read_parquet(storage.shard_path(tmp_path, k)).drop(columns="visibility")
+        storage.write_parquet(storage.shard_path(tmp_path, k), df, {"spec_hash": old_hash, "shard_index": k,
+                                                                    "image_ids": ids.tolist()})
+    res = run(spec, client=False, out=tmp_path, progress=False)  # no FileExistsError
+    assert res.invalid == [0] and res.computed == [0]
+    assert res.records["visibility"].notna().any()
+    assert json.loads((tmp_path / "spec.json").read_text())["hash"] == spec.hash
 
 
 def test_out_folder_of_another_spec_is_refused(tmp_path):

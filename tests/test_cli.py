@@ -29,7 +29,8 @@ def test_help():
     bench = run_cli("bench", "--help")
     assert bench.returncode == 0
     for option in ("--attacks", "--budgets", "--n-images", "--workers", "--scheduler", "--device", "--out",
-                   "--overwrite", "--quick", "--shard-size", "pgd2=1,2,3"):
+                   "--overwrite", "--quick", "--shard-size", "pgd2=1,2,3", "--table", "--model", "--transfer-to",
+                   "c4-bilateral", "--no-visibility"):
         assert option in bench.stdout, option
     exe = shutil.which("smoothlab", path=str(Path(sys.executable).parent))
     if exe is not None:  # the installed entry point
@@ -53,7 +54,9 @@ def test_bench_quick_end_to_end(tmp_path):
     assert list(table.index) == ["fgsm", "ifgsm", "pgd2", "cw", "spgd2", "scw"]
     assert (table["n_images"] == 20).all() and (table["p_success"].between(0, 1)).all()
     md = (out / "table.md").read_text()
-    assert "| sC&W |" in md and "D̄" in md
+    assert "| sC&W |" in md and "D̄" in md and "V̄" in md and "white box on c4" in md
+    ok = records["success"] & records["correct"]
+    assert records.loc[ok, "visibility"].notna().all() and records.loc[~records["success"], "visibility"].isna().all()
     assert "| sC&W |" in proc.stdout  # the table is printed too
     html = (out / "operating_characteristic.html").read_text()
     assert "sPGD2" in html and "distortion D" in html
@@ -81,6 +84,51 @@ def test_bench_errors(args, message, tmp_path, capsys):
     status = main(["bench", "--quick", "--no-progress", "--out", str(tmp_path / "o"), *args])
     err = capsys.readouterr().err
     assert status == 2 and message in err and err.startswith("smoothlab bench: error:"), err
+
+
+def test_model_choices_are_the_built_in_models():
+    from smoothlab.bench import MODELS
+    from smoothlab.cli import _MODEL_CHOICES
+
+    assert _MODEL_CHOICES == tuple(MODELS)
+
+
+def test_table_3_runs_both_targets(tmp_path, capsys):
+    args = ["bench", "--table", "3", "--quick", "--attacks", "fgsm,pgd2", "--n-images", "4", "--workers", "0",
+            "--no-progress", "--out", str(tmp_path)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "## transfer c4 -> c4-bilateral" in out and "## transfer c4 -> c4-adv" in out
+    for target in ("c4-bilateral", "c4-adv"):
+        spec = json.loads((tmp_path / target / "spec.json").read_text())["spec"]
+        assert (spec["model"], spec["target_model"], spec["n_images"]) == ("c4", target, 4)
+        records = pd.read_parquet(tmp_path / target / "records.parquet")
+        # one budget per attack: the paper's single settings (sec. 5.2)
+        assert set(zip(records["attack"], records["budget"])) == {("fgsm", 0.3), ("pgd2", 5.0)}
+    # --transfer-to picks one target; --table 2 is the adversarially trained C4, white box
+    assert main(args[:-1] + [str(tmp_path / "one"), "--transfer-to", "c4-adv"]) == 0
+    assert json.loads((tmp_path / "one" / "spec.json").read_text())["spec"]["target_model"] == "c4-adv"
+    t2 = ["bench", "--table", "2", "--quick", "--attacks", "fgsm", "--n-images", "2", "--workers", "0", "--no-progress",
+          "--no-visibility", "--out", str(tmp_path / "t2")]
+    assert main(t2) == 0
+    spec = json.loads((tmp_path / "t2" / "spec.json").read_text())["spec"]
+    assert (spec["model"], spec["target_model"], spec["visibility"]) == ("c4-adv", None, False)
+    assert "## white box on c4-adv" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--table", "2", "--transfer-to", "c4-adv"], "white-box scenario"),
+        (["--table", "1", "--model", "c4-adv"], "drop --model"),
+    ],
+)
+def test_table_errors(args, message, tmp_path, capsys):
+    status = main(["bench", "--quick", "--attacks", "fgsm", "--no-progress", "--out", str(tmp_path), *args])
+    assert status == 2 and message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["bench", "--transfer-to", "resnet"])
+    assert "invalid choice: 'resnet'" in capsys.readouterr().err
 
 
 def test_out_folder_of_another_spec(tmp_path, capsys):

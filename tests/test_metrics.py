@@ -270,5 +270,71 @@ def test_records_from_result_with_a_real_attack():
     np.testing.assert_array_equal(df["distortion"].to_numpy()[ok], d[ok])
     assert df["distortion"][~ok].isna().all()
     assert df["seconds"].sum() == pytest.approx(res.seconds)
+    assert df["visibility"].isna().all()  # not computed without the originals
     with pytest.raises(ValueError, match="image_ids"):
         metrics.records_from_result(res, image_ids=np.arange(5), labels=y)
+    # with the originals: visibility(x_o, x_a) for the successes, NaN for the failures
+    from smoothlab.magnify import visibility
+
+    assert ok.any() and not ok.all()
+    dv = metrics.records_from_result(res, image_ids=np.arange(6), labels=y, budget=eps, x=x)
+    expected = visibility(x[ok], res.x_adv[ok]).double().numpy()
+    np.testing.assert_allclose(dv["visibility"].to_numpy()[ok], expected, rtol=1e-6)
+    assert (dv["visibility"].to_numpy()[ok] > 0).all() and dv["visibility"][~ok].isna().all()
+    opts = metrics.records_from_result(res, image_ids=np.arange(6), labels=y, x=x, visibility_options={"beta": 0.5})
+    np.testing.assert_allclose(opts["visibility"].to_numpy()[ok], visibility(x[ok], res.x_adv[ok], beta=0.5).numpy(), rtol=1e-6)
+    with pytest.raises(ValueError, match="shape"):
+        metrics.records_from_result(res, image_ids=np.arange(6), labels=y, x=x[:3])
+
+
+# --------------------------------------------------------------------------- visibility
+
+
+def test_visibility_union_and_mean_hand_computed():
+    rows = [  # PGD_ROWS with a visibility per run (NaN where not computed)
+        (0, "pgd2", 1.0, 7, 7, 7, False, NAN, 0.7),  # failure: its value must be dropped
+        (0, "pgd2", 2.0, 7, 7, 1, True, 1.8, 0.4),
+        (1, "pgd2", 1.0, 2, 2, 3, True, 0.9, 0.3),  # least distortion -> its V, not the least V
+        (1, "pgd2", 2.0, 2, 2, 3, True, 1.5, 0.2),
+        (2, "pgd2", 1.0, 1, 1, 1, False, NAN, NAN),
+        (2, "pgd2", 2.0, 1, 1, 1, False, NAN, NAN),
+        (3, "pgd2", 1.0, 4, 9, 9, True, 0.2, 0.05),  # misclassified: excluded
+        (3, "pgd2", 2.0, 4, 9, 9, True, 0.1, 0.01),
+        (4, "pgd2", 1.0, 0, 0, 6, True, 1.0, 0.5),
+        (4, "pgd2", 2.0, 0, 0, 6, True, 2.0, NAN),
+        (0, "cw", NAN, 7, 7, 1, True, 2.5, NAN),  # success whose V was not computed: left out
+        (1, "cw", NAN, 2, 2, 8, True, 3.0, 0.9),
+        (2, "cw", NAN, 1, 1, 1, False, NAN, NAN),
+    ]
+    df = make_records([r[:8] for r in rows]).assign(visibility=[r[8] for r in rows])
+    df = df.sample(frac=1.0, random_state=5).reset_index(drop=True)
+    u = union_over_budgets(df)
+    assert list(u.columns[: len(RECORD_COLUMNS)]) == list(RECORD_COLUMNS)
+    pgd = u[u["attack"] == "pgd2"].set_index("image_id")
+    np.testing.assert_array_equal(pgd["visibility"].to_numpy(), [0.4, 0.3, NAN, 0.01, 0.5])
+    assert metrics.mean_visibility(df, "pgd2") == pytest.approx((0.4 + 0.3 + 0.5) / 3)
+    assert metrics.mean_visibility(df, "cw") == pytest.approx(0.9)
+    table = summary(df)
+    assert table.loc["pgd2", "mean_visibility"] == pytest.approx(0.4)
+    assert table.loc["cw", "mean_visibility"] == pytest.approx(0.9)
+    assert table.loc["pgd2", "mean_distortion"] == pytest.approx(3.7 / 3)  # unchanged by the new column
+    # validation: failures lose their value, a negative value on a success is an error
+    v = validate_records(df)
+    assert v.loc[~v["success"], "visibility"].isna().all()
+    assert v.loc[v["success"], "visibility"].notna().sum() == 7
+    with pytest.raises(ValueError, match="visibility"):
+        validate_records(df.assign(visibility=np.where(df["success"], -1.0, NAN)))
+    with pytest.raises(TypeError, match="visibility"):
+        validate_records(df.assign(visibility="high"))
+    md = format_summary(table).splitlines()
+    assert md[0].startswith("| attack | N' | N | accuracy | N_suc | P_suc | D̄ | V̄ |")
+    assert md[2].startswith("| PGD2 | 5 | 4 | 0.80 | 3 | 0.75 | 1.23 | 0.40 |")
+
+
+def test_records_without_visibility_get_nan(records):
+    assert "visibility" not in records.columns
+    v = validate_records(records)
+    assert "visibility" in v.columns and v["visibility"].isna().all()
+    assert math.isnan(metrics.mean_visibility(records, "pgd2"))
+    assert summary(records)["mean_visibility"].isna().all()
+    assert "| PGD2 | 5 | 4 | 0.80 | 3 | 0.75 | 1.23 | — |" in format_summary(summary(records))

@@ -2,26 +2,32 @@
 
 - :class:`BenchSpec`, :class:`AttackSpec` -- what to run (JSON-serialisable, stable hash);
   ``BenchSpec()`` is Table 1: six attacks on the embedded MNIST test split against C4;
+  ``BenchSpec.paper(2)`` Table 2 (white box on the adversarially trained C4) and
+  ``BenchSpec.paper(3, target="c4-bilateral")`` Table 3 (transferability, sec. 5.4);
 - :func:`run` -- run it (local cluster, existing cluster, or in-process) with resumable
   per-shard Parquet output; returns a :class:`BenchResult` (records, summary, P(D));
-- :func:`run_shard` -- the unit of work, identical on every path.
+- :func:`run_shard` -- the unit of work, identical on every path;
+- :func:`register_model` -- evaluate models of your own by name (:data:`MODELS` are built in).
 
 Dask (``distributed``) is imported only when a run uses it.
 """
 
 from __future__ import annotations
 
+from smoothlab.bench.models import MODELS, build_model, model_names, register_model, unregister_model
 from smoothlab.bench.runner import BenchResult, run
 from smoothlab.bench.shard import cache_info, clear_cache, plan_shards, run_shard, select_images
 from smoothlab.bench.spec import (
     DEFAULT_BUDGETS,
-    MODELS,
+    SINGLE_BUDGETS,
+    TABLE3_TARGETS,
     AttackSpec,
     BenchSpec,
     default_attacks,
     parse_budgets,
     parse_images,
     quick_attacks,
+    single_budget_attacks,
 )
 
 __all__ = [
@@ -30,14 +36,21 @@ __all__ = [
     "BenchSpec",
     "DEFAULT_BUDGETS",
     "MODELS",
+    "SINGLE_BUDGETS",
+    "TABLE3_TARGETS",
+    "build_model",
     "cache_info",
     "clear_cache",
     "default_attacks",
+    "model_names",
     "parse_budgets",
     "parse_images",
     "plan_shards",
     "quick_attacks",
+    "register_model",
     "run",
     "run_shard",
     "select_images",
+    "single_budget_attacks",
+    "unregister_model",
 ]

@@ -19,25 +19,32 @@ log = logging.getLogger("smoothlab.bench")
 
 
 class BenchWorkerPlugin(WorkerPlugin):
-    """Prepares each worker once: torch threads, GPU choice, dataset and model in the cache.
+    """Prepares each worker once: torch threads, GPU choice, dataset and models in the cache.
 
-    The model and the images are built in the worker process (never pickled per task) and
+    The models and the images are built in the worker process (never pickled per task) and
     kept in the process-local cache of :mod:`smoothlab.bench.shard`; the plugin only warms
-    that cache when the worker starts, including workers restarted after a crash.
+    that cache when the worker starts, including workers restarted after a crash. Models the
+    client registered with :func:`smoothlab.bench.register_model` travel with the plugin (their
+    factories, pickled once) and are registered in each worker.
     """
 
     name = "smoothlab-bench"
 
     def __init__(self, spec: BenchSpec, threads: int = 1, warm: bool = True) -> None:
+        from smoothlab.bench.models import model_factories
+
         self.spec = spec
         self.threads = threads
         self.warm = warm
+        self.factories = model_factories((spec.model, spec.target_model))
 
     def setup(self, worker: Any) -> None:
         import torch
 
-        from smoothlab.bench import shard
+        from smoothlab.bench import models, shard
 
+        for name, factory in self.factories.items():
+            models.register_model(name, factory, overwrite=True)
         torch.set_num_threads(self.threads)
         if self.spec.device == "cuda" and torch.cuda.is_available():
             n = torch.cuda.device_count()
@@ -52,6 +59,8 @@ class BenchWorkerPlugin(WorkerPlugin):
         if self.warm:
             shard.cached_dataset(self.spec)
             shard.cached_model(self.spec)
+            if self.spec.target_model is not None:
+                shard.cached_model(self.spec, self.spec.target_model)
 
 
 def shard_task(spec: BenchSpec, index: int, image_ids: list[int], threads: int) -> Any:

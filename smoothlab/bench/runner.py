@@ -41,7 +41,8 @@ class BenchResult:
         Per-image records, sorted by ``(attack, budget, image_id)``; every column but
         ``seconds`` is bit-identical whatever the number of workers or the shard size.
     summary : pandas.DataFrame
-        :func:`smoothlab.metrics.summary` of the records (P_suc and D̄, eq. 20, per attack).
+        :func:`smoothlab.metrics.summary` of the records (P_suc and D̄, eq. 20, and the mean
+        visibility V̄, per attack).
     operating_characteristics : dict
         Attack -> ``(D, P)`` of eq. (21).
     complete : bool
@@ -89,7 +90,9 @@ class BenchResult:
         """Operating characteristics as a Plotly figure (Figure 2 of the paper)."""
         from smoothlab.viz import operating_characteristic_figure
 
-        title = kwargs.pop("title", f"Operating characteristic — {self.spec.model}, {self.records['image_id'].nunique()} images")
+        title = kwargs.pop(
+            "title", f"Operating characteristic — {self.spec.scenario}, {self.records['image_id'].nunique()} images"
+        )
         return operating_characteristic_figure(self.operating_characteristics, title=title, **kwargs)
 
     def save(self, directory: str | os.PathLike[str] | None = None) -> dict[str, Path]:
@@ -102,7 +105,7 @@ class BenchResult:
         paths = {name: target / name for name in storage.REPORT_FILES}
         storage.write_parquet(paths["records.parquet"], self.records, {"spec_hash": self.spec.hash})
         header = (
-            f"Smooth adversarial examples — section 5.1 protocol. Model {self.spec.model}, "
+            f"Smooth adversarial examples — section 5.1 protocol, {self.spec.scenario}, "
             f"{self.spec.dataset} {self.spec.split} ({self.spec.source}), spec {self.spec.hash[:12]}.\n\n"
         )
         paths["table.md"].write_text(header + self.table("markdown"))
@@ -364,8 +367,10 @@ def _run_dask(
         index = {f.key: k for f, k in zip(futures, todo)}
         if progress and _in_notebook():
             from distributed import progress as dask_progress
+            from IPython.display import display
 
-            dask_progress(futures, notebook=True, multi=False)
+            # progress() only builds the widget in a notebook; it shows when displayed
+            display(dask_progress(futures, notebook=True, multi=False))
         else:
             bar = _Progress(progress, n_reused + len(todo), n_reused, "smoothlab bench")
         for fut in as_completed(futures):

@@ -18,11 +18,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from smoothlab.bench.spec import MODELS, AttackSpec, BenchSpec
+from smoothlab.bench.spec import AttackSpec, BenchSpec
 
 __all__ = [
     "cached_dataset",
     "cached_model",
+    "forget_model",
     "dataset_size",
     "clear_cache",
     "select_images",
@@ -106,17 +107,25 @@ def dataset_size(spec: BenchSpec) -> int:
     return int(cached_dataset(spec)[0].shape[0])
 
 
-def cached_model(spec: BenchSpec) -> Any:
-    """The spec's model on the spec's device, built once per process."""
+def cached_model(spec: BenchSpec, name: str | None = None) -> Any:
+    """The model ``name`` (default: ``spec.model``) on the spec's device, built once per process."""
     device = _device(spec)
-    key = ("model", spec.model, str(device))
+    name = spec.model if name is None else name
+    key = ("model", name, str(device))
     with _LOCK:
         if key not in _CACHE:
-            from smoothlab.models import c4
+            from smoothlab.bench.models import build_model
 
-            _CACHE[key] = c4(**MODELS[spec.model], device=device).eval()
+            _CACHE[key] = build_model(name, device)
             _BUILDS["model"] += 1
         return _CACHE[key]
+
+
+def forget_model(name: str) -> None:
+    """Drop the cached instances of model ``name`` (all devices) from this process's cache."""
+    with _LOCK:
+        for key in [k for k in _CACHE if k[0] == "model" and k[1] == name]:
+            del _CACHE[key]
 
 
 @contextlib.contextmanager
@@ -180,6 +189,24 @@ def _accepts_seed(fn: Any) -> bool:
         return False
 
 
+def _predict(model: Any, x: Any, batch: int = 1000) -> Any:
+    """Class predictions of ``model`` on ``x`` (no gradient), in chunks of ``batch`` images."""
+    import torch
+
+    with torch.no_grad():
+        return torch.cat([model(x[i : i + batch]).argmax(dim=1) for i in range(0, x.shape[0], batch)])
+
+
+def _on_target(result: Any, target: Any, y: Any, pred_clean: Any) -> Any:
+    """The attack's result as seen by ``target`` (sec. 5.4): the target's predictions on the
+    originals (``pred_clean``, computed once per batch) and on ``x_a``; success = the target
+    misclassifies ``x_a``. Everything else (``x_a``, distortion, passes) is the attack's."""
+    import dataclasses
+
+    pred_adv = _predict(target, result.x_adv)
+    return dataclasses.replace(result, pred_clean=pred_clean, pred_adv=pred_adv, success=pred_adv != y)
+
+
 def run_shard(spec: BenchSpec, shard_index: int, image_ids: Sequence[int]) -> pd.DataFrame:
     """Run every attack of ``spec`` on the images ``image_ids`` (shard ``shard_index``).
 
@@ -187,6 +214,11 @@ def run_shard(spec: BenchSpec, shard_index: int, image_ids: Sequence[int]) -> pd
     (shard ``k`` starts at position ``k * shard_size``, a multiple of ``batch_size``), and the
     budgets of an attack are stacked in the batch dimension of a single call, so every
     record is the same whatever the shard size or the worker that computed it.
+
+    The attacks are crafted on ``spec.model``; with ``spec.target_model`` the adversarial
+    images are then classified by the target and the records hold the target's predictions
+    and success (transferability, sec. 5.4). With ``spec.visibility`` the ``visibility``
+    column is filled right after each attack (successes only; NaN for failures).
 
     Returns
     -------
@@ -206,6 +238,7 @@ def run_shard(spec: BenchSpec, shard_index: int, image_ids: Sequence[int]) -> pd
         raise ValueError(f"shard {shard_index} holds {ids.size} images, more than shard_size={spec.shard_size}")
     x_all, y_all = cached_dataset(spec)
     model = cached_model(spec)
+    target = None if spec.target_model is None else cached_model(spec, spec.target_model)
     device = _device(spec)
     frames = []
     first_block = shard_index * (spec.shard_size // spec.batch_size)
@@ -215,22 +248,27 @@ def run_shard(spec: BenchSpec, shard_index: int, image_ids: Sequence[int]) -> pd
         xb = x_all[sel].to(device)
         yb = y_all[sel].to(device)
         b = block.size
+        target_clean = None if target is None else _predict(target, xb)
         for attack in spec.attacks:
             fn = ATTACKS[attack.name]
             kwargs = _attack_kwargs(attack)
             if _accepts_seed(fn) and "seed" not in kwargs:
                 kwargs["seed"] = spec.seed + first_block + j
+            k = max(1, len(attack.budgets))
+            xin, yin = (xb.repeat(k, 1, 1, 1), yb.repeat(k)) if attack.budgets else (xb, yb)
             if attack.budgets:
-                k = len(attack.budgets)
                 eps = torch.tensor(attack.budgets, dtype=xb.dtype, device=device).repeat_interleave(b)
-                res = fn(model, xb.repeat(k, 1, 1, 1), yb.repeat(k), eps=eps, **kwargs)
+                res = fn(model, xin, yin, eps=eps, **kwargs)
                 # records keep the spec's float64 budgets (eps itself is in the images' dtype)
                 budget = np.repeat(np.asarray(attack.budgets, dtype=np.float64), b)
-                rec = records_from_result(res, image_ids=np.tile(block, k), labels=yb.repeat(k), budget=budget)
             else:
-                res = fn(model, xb, yb, **kwargs)
-                # budget from params["eps"] when the attack has one, else NaN (C&W)
-                rec = records_from_result(res, image_ids=block, labels=yb, budget=None)
+                res = fn(model, xin, yin, **kwargs)
+                budget = None  # from params["eps"] when the attack has one, else NaN (C&W)
+            if target is not None:
+                res = _on_target(res, target, yin, target_clean.repeat(k))
+            rec = records_from_result(
+                res, image_ids=np.tile(block, k), labels=yin, budget=budget, x=xin if spec.visibility else None
+            )
             rec["attack"] = attack.key
             frames.append(rec)
     return sort_records(pd.concat(frames, ignore_index=True))

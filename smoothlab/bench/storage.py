@@ -13,12 +13,17 @@ Each shard file carries in its Parquet metadata the spec hash, its shard index a
 image indices; a file that cannot be read, belongs to another spec or shard, or does not
 hold exactly the expected records is reported invalid, deleted and recomputed. Files are
 written to a temporary name and renamed, so a crash never leaves half a shard behind.
+
+A folder written by an older smoothlab for the same spec (a ``spec.json`` of an older
+:data:`~smoothlab.bench.spec.SPEC_VERSION` that reads as an equal spec) is taken over: its
+``spec.json`` is rewritten and its shards, whose hash is the old one, are recomputed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -45,6 +50,7 @@ SPEC_FILE = "spec.json"
 SHARD_DIR = "shards"
 REPORT_FILES = ("records.parquet", "table.md", "table.csv", "operating_characteristic.html")
 _META_PREFIX = "smoothlab."
+log = logging.getLogger("smoothlab.bench")
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
@@ -148,6 +154,18 @@ def read_shard(out: Path, spec: BenchSpec, index: int, image_ids: np.ndarray) ->
     return df, ""
 
 
+def _older_version_of(text: str, data: Any, spec: BenchSpec) -> bool:
+    """``spec.json`` of an older spec version that reads as ``spec`` itself."""
+    from smoothlab.bench.spec import SPEC_VERSION
+
+    if not isinstance(data, dict) or not isinstance(data.get("version"), int) or data["version"] >= SPEC_VERSION:
+        return False
+    try:
+        return BenchSpec.from_json(text) == spec
+    except (TypeError, ValueError):
+        return False
+
+
 def prepare_out(out: Path, spec: BenchSpec, overwrite: bool) -> Path:
     """Create ``out`` for ``spec``, or check that it already belongs to ``spec``.
 
@@ -168,12 +186,24 @@ def prepare_out(out: Path, spec: BenchSpec, overwrite: bool) -> Path:
     ours = False
     other = None
     if spec_file.exists():
+        text, data = "", None
         try:
-            data = json.loads(spec_file.read_text())
+            text = spec_file.read_text()
+            data = json.loads(text)
             ours = data.get("hash") == spec.hash
             other = data.get("hash")
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):
             other = "unreadable"
+        if other is not None and not ours and _older_version_of(text, data, spec):
+            log.warning(
+                "%s holds this spec written by an older smoothlab (spec version %s): its shards will be recomputed",
+                out,
+                data.get("version"),
+            )
+            other = None  # take the folder over: rewrite spec.json, shards are foreign by hash
+            for name in REPORT_FILES:  # reports of the old version
+                with contextlib.suppress(OSError):
+                    (out / name).unlink()
     elif (out / SHARD_DIR).exists():
         other = "unknown (shards/ without spec.json)"
     if overwrite or (other is not None and not ours):

@@ -283,11 +283,11 @@ def summary_table(data: pd.DataFrame, *, digits: int = 2, title: str | None = No
     go = _plotly()
     import pandas as pd
 
-    from smoothlab.metrics import ATTACK_LABELS, RECORD_COLUMNS, SUMMARY_COLUMNS, summary
+    from smoothlab.metrics import ATTACK_LABELS, OPTIONAL_RECORD_COLUMNS, RECORD_COLUMNS, SUMMARY_COLUMNS, summary
 
     if not isinstance(data, pd.DataFrame):
         raise TypeError(f"data must be a records or summary DataFrame, got {type(data).__name__}")
-    if all(c in data.columns for c in RECORD_COLUMNS):
+    if all(c in data.columns for c in RECORD_COLUMNS if c not in OPTIONAL_RECORD_COLUMNS):
         data = summary(data)
     missing = [c for c in SUMMARY_COLUMNS if c not in data.columns]
     if missing:
