@@ -1,0 +1,170 @@
+"""ipywidgets explorers: the alpha slider of notebook 1 and the magnification sliders of notebook 4.
+
+Real ipywidgets and Plotly. Outside a Jupyter kernel ``IPython.display.display`` prints the
+object, so what an explorer shows after a slider move is read from the captured stdout (alpha)
+or from its ``.displayed`` attribute (magnification).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("plotly")
+widgets = pytest.importorskip("ipywidgets")
+
+from smoothlab.magnify import magnify, to_display  # noqa: E402
+from smoothlab.smoothing import Smoother  # noqa: E402
+from smoothlab.viz import to_rgb  # noqa: E402
+from smoothlab.viz.explorers import alpha_explorer, magnification_explorer  # noqa: E402
+
+
+def _images(seed: int = 0, size: int = 14) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A 2-image batch with a sharp edge, a noisy copy and a smoothly shifted copy."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.full((2, 1, size, size), 0.2)
+    x[..., size // 2 :] = 0.8
+    x = (x + 0.02 * torch.rand(x.shape, generator=g)).clamp(0, 1)
+    noisy = (x + 0.1 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    shifted = (x + 0.05).clamp(0, 1)
+    return x, noisy, shifted
+
+
+def _row(fig, row: int, n_cols: int) -> list[np.ndarray]:
+    return [np.asarray(t.z) for t in fig.data[row * n_cols : (row + 1) * n_cols]]
+
+
+# ------------------------------------------------------------------------------ magnification
+
+
+def test_magnification_explorer_structure_and_figures():
+    x, noisy, shifted = _images()
+    betas, sds, srs = (0.0, 0.8), (1.0, 2.0), (0.1, 0.3)
+    box = magnification_explorer(x, {"noise": noisy, "shift": shifted}, betas, sds, srs, index=1, cell_size=60)
+    assert isinstance(box, widgets.VBox)
+    sliders = [c for c in box.children if isinstance(c, widgets.SelectionSlider)]
+    assert len(sliders) == 3 and isinstance(box.children[-1], widgets.Output)
+    assert list(box.sliders.values()) == sliders
+    # one figure per combination of slider values, keyed (beta, sigma_d, sigma_r)
+    assert set(box.figures) == set(itertools.product(betas, sds, srs))
+    assert len(box.figures) == 8
+    # starts at the values closest to magnify's defaults (0.8, 3, 0.2)
+    assert (box.sliders["beta"].value, box.sliders["sigma_d"].value) == (0.8, 2.0)
+    assert box.sliders["sigma_r"].value in (0.1, 0.3)
+    # each figure: the images (original + 2) on top, their magnifications below
+    batch = torch.cat([x[1:2], noisy[1:2], shifted[1:2]])
+    for (beta, sd, sr), fig in box.figures.items():
+        assert len(fig.data) == 6
+        for got, want in zip(_row(fig, 0, 3), to_rgb(batch, "none")):
+            np.testing.assert_array_equal(got, want)
+        want_mag = to_rgb(to_display(magnify(batch, beta, sd, sr)), "none")
+        for got, want in zip(_row(fig, 1, 3), want_mag):
+            np.testing.assert_array_equal(got, want)
+        assert [a.text for a in fig.layout.annotations][:3] == ["original", "noise", "shift"]
+
+
+def test_magnification_explorer_slider_redraws():
+    x, noisy, _ = _images(1)
+    box = magnification_explorer(x, {"noise": noisy}, betas=(0.0, 1.0), sigma_ds=(1.0, 3.0), sigma_rs=(0.2,))
+    start = (box.sliders["beta"].value, box.sliders["sigma_d"].value, box.sliders["sigma_r"].value)
+    assert start == (1.0, 3.0, 0.2)
+    shown = box.displayed
+    assert shown is box.figures[start]
+    box.sliders["beta"].value = 0.0
+    assert box.displayed is box.figures[(0.0, 3.0, 0.2)]
+    assert box.displayed is not shown
+    # the magnified row really changes with beta (local vs global normalisation)
+    before, after = _row(shown, 1, 2), _row(box.displayed, 1, 2)
+    assert any(not np.array_equal(a, b) for a, b in zip(before, after))
+    box.sliders["sigma_d"].value = 1.0
+    assert box.displayed is box.figures[(0.0, 1.0, 0.2)]
+    assert "σ_d = 1" in box.displayed.layout.title.text
+
+
+def test_magnification_explorer_options_reach_magnify():
+    x, noisy, _ = _images(2)
+    box = magnification_explorer(x, {"noise": noisy}, betas=(0.8,), sigma_ds=(2.0,), sigma_rs=(0.2,),
+                                 radius=1, global_scale="residual_rms", quantile=0.9)
+    batch = torch.cat([x[:1], noisy[:1]])
+    mags = magnify(batch, 0.8, 2.0, 0.2, radius=1, global_scale="residual_rms")
+    want = to_rgb(to_display(mags, quantile=0.9), "none")
+    for got, w in zip(_row(box.figures[(0.8, 2.0, 0.2)], 1, 2), want):
+        np.testing.assert_array_equal(got, w)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"others": {}}, ValueError, "others"),
+        ({"others": [1]}, TypeError, "others"),
+        ({"others": {"a": torch.rand(2, 1, 10, 10)}}, ValueError, "shape of x"),
+        ({"others": {"a": torch.rand(2, 1, 14, 14, dtype=torch.float64)}}, TypeError, "dtype"),
+        ({"others": {"a": torch.rand(2, 1, 14, 14) + 1.0}}, ValueError, "others"),
+        ({"others": {3: torch.rand(2, 1, 14, 14)}}, TypeError, "str keys"),
+        ({"betas": ()}, ValueError, "betas"),
+        ({"betas": (0.5, 1.5)}, ValueError, r"betas\[1\]"),
+        ({"betas": (0.5, 0.5)}, ValueError, "distinct"),
+        ({"betas": "0.5"}, TypeError, "betas"),
+        ({"sigma_ds": (0.0,)}, ValueError, "sigma_ds"),
+        ({"sigma_rs": (-0.1,)}, ValueError, "sigma_rs"),
+        ({"index": 2}, ValueError, "index"),
+        ({"beta": 0.5}, TypeError, "option"),
+        ({"window": "triangle"}, ValueError, "window"),
+    ],
+)
+def test_magnification_explorer_bad_input(kwargs, error, match):
+    x, noisy, _ = _images()
+    args = {"others": {"noise": noisy}, "betas": (0.8,), "sigma_ds": (1.0,), "sigma_rs": (0.2,)}
+    args.update(kwargs)
+    with pytest.raises(error, match=match):
+        magnification_explorer(x, **args)
+
+
+def test_magnification_explorer_bad_x():
+    _, noisy, _ = _images()
+    with pytest.raises(ValueError, match="x"):
+        magnification_explorer(noisy[0], {"noise": noisy[0]})  # (C, H, W): not a batch
+    with pytest.raises(TypeError, match="x"):
+        magnification_explorer(noisy.numpy(), {"noise": noisy})
+
+
+# ------------------------------------------------------------------------------ alpha
+
+
+def test_alpha_explorer_figures_and_redraw(capsys):
+    x, noisy, _ = _images(3, size=10)
+    z = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    alphas = (0.0, 0.9, 0.99)
+    box = alpha_explorer(x, {"noise": z}, alphas=alphas, cell_size=60)
+    assert isinstance(box, widgets.VBox)
+    slider, out = box.children
+    assert isinstance(slider, widgets.SelectionSlider) and isinstance(out, widgets.Output)
+    assert set(box.figures) == set(alphas)
+    assert slider.value == 0.9
+    # rows: guide, z, ŝ_α(z); alpha = 0 is the identity, so ŝ_0(z) is shown exactly like z
+    f0 = box.figures[0.0]
+    np.testing.assert_array_equal(np.asarray(f0.data[2].z), np.asarray(f0.data[1].z))
+    f99 = box.figures[0.99]
+    assert not np.array_equal(np.asarray(f99.data[2].z), np.asarray(f99.data[1].z))
+    smoothed = Smoother(x[:1], 0.99)(z[:1])
+    np.testing.assert_array_equal(np.asarray(f99.data[2].z), to_rgb(smoothed, "minmax")[0])
+    # moving the slider displays the figure of the new value
+    capsys.readouterr()
+    slider.value = 0.99
+    shown = capsys.readouterr().out
+    assert "α = 0.99" in shown and "α = 0.9'" not in shown
+    slider.value = 0.0
+    assert "α = 0.0" in capsys.readouterr().out
+
+
+def test_alpha_explorer_bad_input():
+    x, noisy, _ = _images()
+    with pytest.raises(ValueError, match="alphas"):
+        alpha_explorer(x, {"noise": noisy}, alphas=())
+    with pytest.raises(ValueError, match="x"):
+        alpha_explorer(x + 2.0, {"noise": noisy})
+    with pytest.raises(ValueError, match="alpha"):
+        alpha_explorer(x, {"noise": noisy}, alphas=(0.5, 1.0))
