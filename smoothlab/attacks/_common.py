@@ -308,3 +308,13 @@ def finish(
         seconds=sync_time(x) - t0,
         extra=extra or {},
     )
+
+
+def mnist_smoothing_if_none(smoother: Any) -> Any:
+    """The ``smoother=`` of the named smooth attacks (``spgd2``, ``scw``): ``None`` means the
+    paper's MNIST smoothing (``SmoothingSpec.mnist()``), never "no smoothing"."""
+    if smoother is None:
+        from smoothlab.smoothing import SmoothingSpec
+
+        return SmoothingSpec.mnist()
+    return smoother

@@ -23,6 +23,7 @@ import torch
 
 from smoothlab._validation import check_choice, check_int, check_range
 from smoothlab.attacks._common import (
+    mnist_smoothing_if_none,
     AttackResult,
     Model,
     batch_param,
@@ -249,8 +250,4 @@ def scw(
     ``smoother=None`` here means the default MNIST smoothing (Laplacian kernel, ``λ = 10``,
     ``α = 0.95``), never "no smoothing". Other keyword arguments go to :func:`cw`.
     """
-    if smoother is None:
-        from smoothlab.smoothing import SmoothingSpec
-
-        smoother = SmoothingSpec.mnist()
-    return cw(model, x, y, smoother=smoother, **kwargs)
+    return cw(model, x, y, smoother=mnist_smoothing_if_none(smoother), **kwargs)

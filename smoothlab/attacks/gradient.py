@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from smoothlab._validation import check_choice, check_int
 from smoothlab.attacks._common import (
+    mnist_smoothing_if_none,
     AttackResult,
     Model,
     Prepared,
@@ -285,8 +286,4 @@ def spgd2(
     ``smoother=None`` here means the default MNIST smoothing (Laplacian kernel, ``λ = 10``,
     ``α = 0.95``), never "no smoothing". Other keyword arguments go to :func:`pgd2`.
     """
-    if smoother is None:
-        from smoothlab.smoothing import SmoothingSpec
-
-        smoother = SmoothingSpec.mnist()
-    return pgd2(model, x, y, smoother=smoother, **kwargs)
+    return pgd2(model, x, y, smoother=mnist_smoothing_if_none(smoother), **kwargs)
