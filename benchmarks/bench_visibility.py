@@ -6,7 +6,7 @@ attack:
 
 - ``P_suc`` and ``D̄`` (mean distortion over the successes), eq. (20), from the records of
   :mod:`smoothlab.metrics`;
-- the visibility score :func:`smoothlab.magnify.visibility` (mean and median over the successes):
+- the visibility score :func:`smoothlab.magnification.visibility` (mean and median over the successes):
   the flatness-weighted RMS change between ``mag(x_o)`` and ``mag(x_a)``, with the default
   magnification (beta 0.8, sigma_d 3 px, sigma_r 0.2) and, as a check, with the paper's Fig. 1
   kernels ``MAGNIFY_PAPER`` (sigma_d 5 px, sigma_r 5/255);
@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 
 from smoothlab.attacks import ATTACKS
-from smoothlab.magnify import MAGNIFY_PAPER, visibility
+from smoothlab.magnification import MAGNIFY_PAPER, visibility
 from smoothlab.metrics import ATTACK_LABELS, records_from_result, summary
 from smoothlab.smoothing import SmoothingSpec
 

@@ -7,7 +7,7 @@ Zhang, Avrithis, Furon, Amsaleg, *Smooth Adversarial Examples*. The public API:
   differentiable version ``ŝ_alpha`` (eq. 9); :class:`SmoothingSpec` builds one per batch;
 - :mod:`smoothlab.attacks` -- FGSM, I-FGSM, PGD2, C&W and their smooth versions;
 - :mod:`smoothlab.metrics` -- the evaluation protocol of section 5.1;
-- :func:`magnify`, :func:`bilateral` -- adversarial magnification (appendix A);
+- :func:`magnify`, :func:`bilateral`, :func:`visibility` -- adversarial magnification (appendix A), in :mod:`smoothlab.magnification`;
 - :mod:`smoothlab.models`, :mod:`smoothlab.data`, :mod:`smoothlab.bench`, :mod:`smoothlab.viz`.
 
 Submodules and names are imported lazily so that ``import smoothlab`` stays fast.
@@ -26,14 +26,14 @@ _LAZY_NAMES = {
     "Smoother": "smoothlab.smoothing",
     "SmoothingSpec": "smoothlab.smoothing",
     "CGInfo": "smoothlab.smoothing",
-    "magnify": "smoothlab.magnify",
-    "bilateral": "smoothlab.magnify",
-    "to_display": "smoothlab.magnify",
-    "visibility": "smoothlab.magnify",
-    "MAGNIFY_PAPER": "smoothlab.magnify",
-    "MAGNIFY_AUTHORS_CODE": "smoothlab.magnify",
+    "magnify": "smoothlab.magnification",
+    "bilateral": "smoothlab.magnification",
+    "to_display": "smoothlab.magnification",
+    "visibility": "smoothlab.magnification",
+    "MAGNIFY_PAPER": "smoothlab.magnification",
+    "MAGNIFY_AUTHORS_CODE": "smoothlab.magnification",
 }
-_SUBMODULES = {"graph", "smoothing", "attacks", "metrics", "models", "data", "bench", "viz", "cli"}
+_SUBMODULES = {"graph", "smoothing", "attacks", "metrics", "magnification", "models", "data", "bench", "viz", "cli"}
 
 __all__ = sorted(_LAZY_NAMES) + sorted(_SUBMODULES) + ["__version__"]
 

@@ -19,7 +19,7 @@ column              dtype      meaning
 ``distortion``      float64    ``D = ||x_a - x_o||_2`` on the [0, 1] scale; **NaN where
                                the attack failed** (distortion makes no sense for a
                                failure, sec. 5.1)
-``visibility``      float64    :func:`smoothlab.magnify.visibility` ``V(x_o, x_a)``: how
+``visibility``      float64    :func:`smoothlab.magnification.visibility` ``V(x_o, x_a)``: how
                                much the perturbation shows under adversarial magnification
                                (appendix A); NaN where the attack failed, and where it was
                                not computed. *Optional on input*: records without it get a
@@ -288,11 +288,11 @@ def records_from_result(
         has one, else NaN (C&W, sC&W).
     x : torch.Tensor, optional
         The original images ``(B, C, H, W)`` given to the attack. When given, the
-        ``visibility`` column is :func:`smoothlab.magnify.visibility` ``(x, result.x_adv)``
+        ``visibility`` column is :func:`smoothlab.magnification.visibility` ``(x, result.x_adv)``
         for the successes (computed for those images only, without gradients); otherwise
         it is NaN.
     visibility_options : dict, optional
-        Keyword arguments of :func:`smoothlab.magnify.visibility` (magnification options);
+        Keyword arguments of :func:`smoothlab.magnification.visibility` (magnification options);
         default: its defaults.
 
     Returns
@@ -360,7 +360,7 @@ def _visibility_of_successes(x: Any, result: Any, success: np.ndarray, options: 
     """``visibility(x_o, x_a)`` for the successful images of a batch, NaN elsewhere."""
     import torch
 
-    from smoothlab.magnify import visibility
+    from smoothlab.magnification import visibility
 
     b = success.shape[0]
     if not isinstance(x, torch.Tensor):

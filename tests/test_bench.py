@@ -188,7 +188,7 @@ def test_in_process_records_and_shard_size_invariance(reference):
 
     from smoothlab.attacks import fgsm
     from smoothlab.data import mnist
-    from smoothlab.magnify import visibility
+    from smoothlab.magnification import visibility
     from smoothlab.models import c4
 
     x, y = mnist("test")

@@ -1,8 +1,9 @@
 """ipywidgets explorers: the alpha slider of notebook 1 and the magnification sliders of notebook 4.
 
-Real ipywidgets and Plotly. Outside a Jupyter kernel ``IPython.display.display`` prints the
-object, so what an explorer shows after a slider move is read from the captured stdout (alpha)
-or from its ``.displayed`` attribute (magnification).
+Real ipywidgets and Plotly. What an explorer shows after a slider move is read from the state of
+its Output widget (magnification explorer: it sets the widget's outputs) or, for the alpha
+explorer, which ``display()``-s into the widget, from the captured stdout (outside a Jupyter
+kernel ``IPython.display.display`` prints the object).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 pytest.importorskip("plotly")
 widgets = pytest.importorskip("ipywidgets")
 
-from smoothlab.magnify import magnify, to_display  # noqa: E402
+from smoothlab.magnification import magnify, to_display  # noqa: E402
 from smoothlab.smoothing import Smoother  # noqa: E402
 from smoothlab.viz import to_rgb  # noqa: E402
 from smoothlab.viz.explorers import alpha_explorer, magnification_explorer  # noqa: E402
@@ -66,16 +67,31 @@ def test_magnification_explorer_structure_and_figures():
         assert [a.text for a in fig.layout.annotations][:3] == ["original", "noise", "shift"]
 
 
-def test_magnification_explorer_slider_redraws():
+def _shown(box) -> dict:
+    """The figure held by the explorer's Output widget, as Plotly JSON."""
+    (output,) = box.children[-1].outputs
+    assert output["output_type"] == "display_data"
+    return output["data"]["application/vnd.plotly.v1+json"]
+
+
+def test_magnification_explorer_slider_redraws(monkeypatch):
+    pio = pytest.importorskip("plotly.io")
+    monkeypatch.setattr(pio.renderers, "default", "plotly_mimetype")  # what JupyterLab gets
     x, noisy, _ = _images(1)
     box = magnification_explorer(x, {"noise": noisy}, betas=(0.0, 1.0), sigma_ds=(1.0, 3.0), sigma_rs=(0.2,))
     start = (box.sliders["beta"].value, box.sliders["sigma_d"].value, box.sliders["sigma_r"].value)
     assert start == (1.0, 3.0, 0.2)
     shown = box.displayed
     assert shown is box.figures[start]
+    first = _shown(box)
+    assert first["layout"]["title"]["text"] == shown.layout.title.text
     box.sliders["beta"].value = 0.0
     assert box.displayed is box.figures[(0.0, 3.0, 0.2)]
     assert box.displayed is not shown
+    # the Output widget now holds the new figure, and only it
+    second = _shown(box)
+    assert second["layout"]["title"]["text"] == box.displayed.layout.title.text != first["layout"]["title"]["text"]
+    assert second == box.displayed._repr_mimebundle_()["application/vnd.plotly.v1+json"]
     # the magnified row really changes with beta (local vs global normalisation)
     before, after = _row(shown, 1, 2), _row(box.displayed, 1, 2)
     assert any(not np.array_equal(a, b) for a, b in zip(before, after))
@@ -134,7 +150,7 @@ def test_magnification_explorer_bad_x():
 # ------------------------------------------------------------------------------ alpha
 
 
-def test_alpha_explorer_figures_and_redraw(capsys):
+def test_alpha_explorer_figures_and_redraw():
     x, noisy, _ = _images(3, size=10)
     z = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
     alphas = (0.0, 0.9, 0.99)
@@ -151,13 +167,13 @@ def test_alpha_explorer_figures_and_redraw(capsys):
     assert not np.array_equal(np.asarray(f99.data[2].z), np.asarray(f99.data[1].z))
     smoothed = Smoother(x[:1], 0.99)(z[:1])
     np.testing.assert_array_equal(np.asarray(f99.data[2].z), to_rgb(smoothed, "minmax")[0])
-    # moving the slider displays the figure of the new value
-    capsys.readouterr()
+    # moving the slider puts the figure of the new value in the Output widget
+    assert box.displayed is box.figures[0.9]
     slider.value = 0.99
-    shown = capsys.readouterr().out
-    assert "α = 0.99" in shown and "α = 0.9'" not in shown
+    assert box.displayed is box.figures[0.99]
+    assert out.outputs[0]["data"] == box.figures[0.99]._repr_mimebundle_()
     slider.value = 0.0
-    assert "α = 0.0" in capsys.readouterr().out
+    assert box.displayed is box.figures[0.0] and len(out.outputs) == 1
 
 
 def test_alpha_explorer_bad_input():

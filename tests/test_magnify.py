@@ -1,4 +1,4 @@
-"""Tests of smoothlab.magnify (appendix A, eq. 22) and smoothlab.models.defences (sec. 5.4)."""
+"""Tests of smoothlab.magnification (appendix A, eq. 22) and smoothlab.models.defences (sec. 5.4)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from smoothlab.magnify import (
+from smoothlab.magnification import (
     MAGNIFY_AUTHORS_CODE,
     MAGNIFY_PAPER,
     bilateral,
@@ -132,7 +132,7 @@ def test_matches_brute_force_guided_and_border(window: str) -> None:
 
 
 def test_batch_chunks_give_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
-    import smoothlab.magnify as mag_module
+    import smoothlab.magnification as mag_module
 
     gen = torch.Generator().manual_seed(8)
     x = torch.rand(5, 2, 6, 7, generator=gen, dtype=torch.float64)

@@ -274,7 +274,7 @@ def test_records_from_result_with_a_real_attack():
     with pytest.raises(ValueError, match="image_ids"):
         metrics.records_from_result(res, image_ids=np.arange(5), labels=y)
     # with the originals: visibility(x_o, x_a) for the successes, NaN for the failures
-    from smoothlab.magnify import visibility
+    from smoothlab.magnification import visibility
 
     assert ok.any() and not ok.all()
     dv = metrics.records_from_result(res, image_ids=np.arange(6), labels=y, budget=eps, x=x)

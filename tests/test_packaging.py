@@ -61,3 +61,12 @@ def test_notebooks_are_stored_without_outputs() -> None:
         for cell in nb.cells:
             if cell.cell_type == "code":
                 assert cell.outputs == [] and cell.execution_count is None, book.name
+
+
+def test_magnify_stays_a_function_after_its_module_is_imported() -> None:
+    code = (
+        "import smoothlab, smoothlab.models.defences, smoothlab.magnification; "
+        "print(callable(smoothlab.magnify) and smoothlab.magnify is smoothlab.magnification.magnify)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "True"

@@ -283,7 +283,7 @@ class BenchSpec:
         backward passes stay those of the attack (the target's two forward passes are not
         counted).
     visibility : bool
-        Compute the records' ``visibility`` column (:func:`smoothlab.magnify.visibility` of
+        Compute the records' ``visibility`` column (:func:`smoothlab.magnification.visibility` of
         each successful adversarial image, default magnification) right after each attack;
         ``False`` leaves it NaN (about 6 ms per success and CPU core saved).
     attacks : tuple of AttackSpec

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from smoothlab._validation import check_choice, check_positive, check_tensor
-from smoothlab.magnify import _WINDOWS, _check_radius, _filter
+from smoothlab.magnification import _WINDOWS, _check_radius, _filter
 
 __all__ = ["BilateralDefence"]
 
@@ -21,7 +21,7 @@ __all__ = ["BilateralDefence"]
 class BilateralDefence(nn.Module):
     """``model(bilateral(x))``: a bilateral filter applied to the input before the network (sec. 5.4).
 
-    The filter is :func:`smoothlab.magnify.bilateral` (Gaussian domain kernel x Gaussian range kernel
+    The filter is :func:`smoothlab.magnification.bilateral` (Gaussian domain kernel x Gaussian range kernel
     on the Euclidean colour distance, only in-image neighbours), pure torch and differentiable, so a
     white-box attack on the defended model gets the exact gradient through the filter.
     The filter is part of the model in both modes: ``train()`` / ``eval()`` only switch the wrapped
@@ -38,12 +38,12 @@ class BilateralDefence(nn.Module):
     radius
         Window half-width, default ``ceil(3 sigma_d)`` (2 for 0.5, a 5 x 5 window).
     window
-        ``"square"`` or ``"disk"``, see :func:`smoothlab.magnify.bilateral`.
+        ``"square"`` or ``"disk"``, see :func:`smoothlab.magnification.bilateral`.
 
     Notes
     -----
     ``forward`` checks the input's shape and dtype but not its values, to stay free of host
-    synchronisation inside attack loops; call :func:`smoothlab.magnify.bilateral` for a checked filter.
+    synchronisation inside attack loops; call :func:`smoothlab.magnification.bilateral` for a checked filter.
     """
 
     def __init__(

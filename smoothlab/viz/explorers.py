@@ -15,6 +15,17 @@ from smoothlab._validation import check_images
 from smoothlab.smoothing import Smoother
 
 
+def _show(out: Any, figure: Any) -> None:
+    """Put ``figure`` in an ipywidgets ``Output`` by setting its state in the kernel.
+
+    Capturing a ``display()`` in the Output instead makes nbclient (``nbconvert --execute``) send
+    on the shell channel while it waits there for the cell's reply, which intermittently hangs it
+    (nbclient issue 312). The bundle is what ``display(figure)`` would show.
+    """
+    bundle = figure._repr_mimebundle_()
+    out.outputs = ({"output_type": "display_data", "data": bundle, "metadata": {}},)
+
+
 def smoothing_sweep(
     x: torch.Tensor,
     z: torch.Tensor,
@@ -61,7 +72,6 @@ def alpha_explorer(
         Its ``.figures`` attribute maps each ``α`` to the figure shown for it.
     """
     import ipywidgets as widgets
-    from IPython.display import display
 
     from smoothlab.viz.figures import image_grid
 
@@ -80,13 +90,12 @@ def alpha_explorer(
     out = widgets.Output()
 
     def redraw(change: Any = None) -> None:
-        out.clear_output(wait=True)
-        with out:
-            display(figures[slider.value])
+        box.displayed = figures[slider.value]  # type: ignore[attr-defined]
+        _show(out, figures[slider.value])
 
+    box = widgets.VBox([slider, out])
     slider.observe(redraw, names="value")
     redraw()
-    box = widgets.VBox([slider, out])
     box.figures = figures  # type: ignore[attr-defined]
     return box
 
@@ -154,7 +163,7 @@ def magnification_explorer(
         Domain (spatial) standard deviations of the bilateral filters, in pixels, > 0.
     sigma_rs : sequence of float
         Range (photometric) standard deviations on the ``[0, 1]`` scale, > 0 (the authors' code:
-        0.2; the paper's Fig. 1 read as 5/255, see :mod:`smoothlab.magnify`).
+        0.2; the paper's Fig. 1 read as 5/255, see :mod:`smoothlab.magnification`).
     index : int
         Which image of the batch to show.
     quantile : float
@@ -182,7 +191,7 @@ def magnification_explorer(
         unknown magnification option.
     """
     from smoothlab._validation import check_int
-    from smoothlab.magnify import magnify, to_display
+    from smoothlab.magnification import magnify, to_display
 
     check_images(x, "x")
     index = check_int(index, "index", minimum=0)
@@ -213,7 +222,6 @@ def magnification_explorer(
     sr_values = _slider_values(sigma_rs, "sigma_rs", 0.0, None, low_open=True)
 
     import ipywidgets as widgets
-    from IPython.display import display
 
     from smoothlab.viz.figures import image_grid
 
@@ -252,9 +260,7 @@ def magnification_explorer(
     def redraw(change: Any = None) -> None:
         key = (sliders["beta"].value, sliders["sigma_d"].value, sliders["sigma_r"].value)
         box.displayed = figures[key]  # type: ignore[attr-defined]
-        out.clear_output(wait=True)
-        with out:
-            display(figures[key])
+        _show(out, figures[key])
 
     for s in sliders.values():
         s.observe(redraw, names="value")
