@@ -433,10 +433,6 @@ class Smoother:
                     out[i, ch] = self._factors[i][ch].solve(zn[i, ch].reshape(-1)).reshape(h, w)
         return torch.from_numpy(out).to(device=self.device, dtype=self.dtype)
 
-    def _shifted_operator(self, v: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        """``(I - α 𝒲) v = (1 - α) ℒ_α v``, matrix-free."""
-        return self.graph.matvec(v, shift=1.0, scale=-self.alpha, out=out)
-
     def solve(self, z: torch.Tensor) -> torch.Tensor:
         """``s_α(z) = ℒ_α^-1 z`` (eq. 8), per channel, for the whole batch (not differentiable)."""
         self._check_signal(z)
