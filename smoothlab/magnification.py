@@ -55,7 +55,9 @@ from smoothlab._validation import (
 )
 
 __all__ = [
+    "BILATERAL_WINDOWS",
     "bilateral",
+    "bilateral_radius",
     "magnify",
     "to_display",
     "visibility",
@@ -85,7 +87,8 @@ _MAGNIFY_DEFAULTS: dict[str, Any] = {
     "eps": 1e-6,
 }
 
-_WINDOWS = ("square", "disk")
+#: The window shapes of :func:`bilateral`.
+BILATERAL_WINDOWS = ("square", "disk")
 _CHUNK_ELEMENTS = 2**18  # values of x per chunk of the batch in _filter (one 299x299x3 image ~ 2^18)
 _GLOBAL_SCALES = ("std", "residual_rms")
 
@@ -100,7 +103,8 @@ def _default_radius(sigma_d: float) -> int:
     return max(int(math.ceil(3.0 * sigma_d - 1e-9)), 0)
 
 
-def _check_radius(radius: Any, sigma_d: float) -> int:
+def bilateral_radius(radius: int | None, sigma_d: float) -> int:
+    """The window half-width :func:`bilateral` uses: ``radius`` checked, or ``ceil(3 sigma_d)`` if ``None``."""
     if radius is None:
         return _default_radius(sigma_d)
     return check_int(radius, "radius", minimum=0)
@@ -210,7 +214,7 @@ def _filter(
     return num / den
 
 
-def _check_signal(x: Any, name: str) -> torch.Tensor:
+def _check_signal(x: Any, name: str, *, check_finite: bool = True) -> torch.Tensor:
     check_tensor(x, name)
     if x.dim() != 4:
         raise ValueError(
@@ -218,11 +222,15 @@ def _check_signal(x: Any, name: str) -> torch.Tensor:
         )
     if min(x.shape) < 1:
         raise ValueError(f"{name} must have B, C, H, W >= 1, got shape {tuple(x.shape)}")
+    if not check_finite:
+        if not x.dtype.is_floating_point:
+            raise TypeError(f"{name} must have a floating-point dtype, got {x.dtype}")
+        return x
     return check_float_tensor(x, name)
 
 
-def _check_guide(guide: Any, x: torch.Tensor) -> torch.Tensor:
-    _check_signal(guide, "guide")
+def _check_guide(guide: Any, x: torch.Tensor, *, check_finite: bool = True) -> torch.Tensor:
+    _check_signal(guide, "guide", check_finite=check_finite)
     if guide.shape[0] != x.shape[0] or guide.shape[2:] != x.shape[2:]:
         raise ValueError(
             f"guide must have shape ({x.shape[0]}, C_guide, {x.shape[2]}, {x.shape[3]}) to match x, "
@@ -243,6 +251,7 @@ def bilateral(
     guide: torch.Tensor | None = None,
     radius: int | None = None,
     window: str = "square",
+    check_finite: bool = True,
 ) -> torch.Tensor:
     r"""Bilateral filter (Tomasi & Manduchi [35]), plain or guided, as used in appendix A.
 
@@ -274,6 +283,9 @@ def bilateral(
     window
         ``"square"`` (default, the authors' 15 x 15 window) or ``"disk"`` (offsets with
         ``dy^2 + dx^2 <= radius^2``, the window of OpenCV's ``cv2.bilateralFilter``).
+    check_finite
+        Check that ``x`` (and ``guide``) hold no NaN/Inf; ``False`` skips that host
+        synchronisation (inside attack loops, as :class:`~smoothlab.models.BilateralDefence` does).
 
     Returns
     -------
@@ -309,13 +321,13 @@ def bilateral(
     - A pixel-by-pixel textbook implementation (guided, both windows, windows larger than the
       image): ``1e-12`` in float64.
     """
-    _check_signal(x, "x")
+    _check_signal(x, "x", check_finite=check_finite)
     sigma_d = check_positive(sigma_d, "sigma_d")
     sigma_r = check_positive(sigma_r, "sigma_r")
-    radius = _check_radius(radius, sigma_d)
-    check_choice(window, "window", _WINDOWS)
+    radius = bilateral_radius(radius, sigma_d)
+    check_choice(window, "window", BILATERAL_WINDOWS)
     if guide is not None:
-        _check_guide(guide, x)
+        _check_guide(guide, x, check_finite=check_finite)
     return x + _filter(x, guide, sigma_d, sigma_r, radius, window, residual=True)
 
 
@@ -356,8 +368,8 @@ def _check_mag_options(
     beta = check_range(beta, "beta", 0.0, 1.0)
     sigma_d = check_positive(sigma_d, "sigma_d")
     sigma_r = check_positive(sigma_r, "sigma_r")
-    radius = _check_radius(radius, sigma_d)
-    check_choice(window, "window", _WINDOWS)
+    radius = bilateral_radius(radius, sigma_d)
+    check_choice(window, "window", BILATERAL_WINDOWS)
     check_choice(global_scale, "global_scale", _GLOBAL_SCALES)
     eps = check_positive(eps, "eps")
     return beta, sigma_d, sigma_r, radius, window, global_scale, eps

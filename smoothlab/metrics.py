@@ -119,13 +119,11 @@ ATTACK_LABELS: dict[str, str] = {
     "scw": "sC&W",
 }
 
-_INT_COLUMNS = ("image_id", "label", "pred_clean", "pred_adv", "forward_passes", "backward_passes")
-_BOOL_COLUMNS = ("correct", "success")
-_FLOAT_COLUMNS = ("budget", "distortion", "visibility", "seconds")
 #: Columns of :data:`RECORD_COLUMNS` that records may lack (:func:`validate_records` adds
 #: them, filled with NaN): records made before they existed, or by hand.
 OPTIONAL_RECORD_COLUMNS: tuple[str, ...] = ("visibility",)
-_OPTIONAL_COLUMNS = OPTIONAL_RECORD_COLUMNS
+#: Integer columns that count something (>= 0).
+_NON_NEGATIVE_COLUMNS = ("image_id", "forward_passes", "backward_passes")
 
 
 # --------------------------------------------------------------------------- validation
@@ -165,9 +163,21 @@ def validate_records(records: Any, name: str = "records") -> pd.DataFrame:
         or non-finite distortion for a success, a success without a distortion, or the same
         ``(image_id, attack, budget)`` twice.
     """
+    df = _records_copy(records, name)
+    for col, dtype in RECORD_COLUMNS.items():
+        df[col] = _COERCE[dtype](df[col], f"{name}[{col!r}]")
+    _check_ranges(df, name)
+    _check_distortion_and_visibility(df, name)
+    _check_consistency(df, name)
+    extra = [c for c in df.columns if c not in RECORD_COLUMNS]
+    return df[list(RECORD_COLUMNS) + extra]
+
+
+def _records_copy(records: Any, name: str) -> pd.DataFrame:
+    """A copy of a non-empty DataFrame holding every required column, optional ones added (NaN)."""
     if not isinstance(records, pd.DataFrame):
         raise TypeError(f"{name} must be a pandas.DataFrame of per-image records, got {type(records).__name__}")
-    missing = [c for c in RECORD_COLUMNS if c not in records.columns and c not in _OPTIONAL_COLUMNS]
+    missing = [c for c in RECORD_COLUMNS if c not in records.columns and c not in OPTIONAL_RECORD_COLUMNS]
     if missing:
         raise ValueError(
             f"{name} is missing the record column(s) {missing}; expected at least {list(RECORD_COLUMNS)}, "
@@ -176,44 +186,62 @@ def validate_records(records: Any, name: str = "records") -> pd.DataFrame:
     if len(records) == 0:
         raise ValueError(f"{name} must hold at least one record, got an empty DataFrame")
     df = records.reset_index(drop=True).copy()
-    for col in _OPTIONAL_COLUMNS:
+    for col in OPTIONAL_RECORD_COLUMNS:
         if col not in df.columns:
             df[col] = np.nan
-    for col in _INT_COLUMNS:
-        s = df[col]
-        if s.isna().any():
-            raise ValueError(f"{name}[{col!r}] must not hold missing values, got {int(s.isna().sum())} NaN")
-        if pd.api.types.is_bool_dtype(s) or not pd.api.types.is_integer_dtype(s):
-            # Accept integral floats (e.g. after a round trip through a NaN-able format).
-            if pd.api.types.is_float_dtype(s) and np.all(np.mod(s.to_numpy(), 1) == 0):
-                s = s.astype("int64")
-            else:
-                raise TypeError(f"{name}[{col!r}] must hold integers, got dtype {s.dtype}")
-        df[col] = s.astype("int64")
-    for col in _BOOL_COLUMNS:
-        s = df[col]
-        if s.isna().any():
-            raise ValueError(f"{name}[{col!r}] must not hold missing values, got {int(s.isna().sum())} NaN")
-        if not pd.api.types.is_bool_dtype(s):
-            raise TypeError(f"{name}[{col!r}] must hold booleans, got dtype {s.dtype}")
-        df[col] = s.astype(bool)
-    for col in _FLOAT_COLUMNS:
-        s = df[col]
-        if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
-            raise TypeError(f"{name}[{col!r}] must hold real numbers, got dtype {s.dtype}")
-        df[col] = s.astype("float64")
-    if df["attack"].isna().any() or not all(isinstance(a, str) and a for a in df["attack"]):
-        raise TypeError(f"{name}['attack'] must hold non-empty strings (attack names)")
-    df["attack"] = df["attack"].astype(str)  # pandas' default string dtype ("str" in pandas 3)
-    if (df["image_id"] < 0).any():
-        raise ValueError(f"{name}['image_id'] must be >= 0, got minimum {int(df['image_id'].min())}")
-    for col in ("forward_passes", "backward_passes"):
+    return df
+
+
+def _no_missing(s: pd.Series, where: str) -> None:
+    if s.isna().any():
+        raise ValueError(f"{where} must not hold missing values, got {int(s.isna().sum())} NaN")
+
+
+def _as_int64(s: pd.Series, where: str) -> pd.Series:
+    _no_missing(s, where)
+    if pd.api.types.is_bool_dtype(s) or not pd.api.types.is_integer_dtype(s):
+        # Accept integral floats (e.g. after a round trip through a NaN-able format).
+        if not (pd.api.types.is_float_dtype(s) and np.all(np.mod(s.to_numpy(), 1) == 0)):
+            raise TypeError(f"{where} must hold integers, got dtype {s.dtype}")
+    return s.astype("int64")
+
+
+def _as_bool(s: pd.Series, where: str) -> pd.Series:
+    _no_missing(s, where)
+    if not pd.api.types.is_bool_dtype(s):
+        raise TypeError(f"{where} must hold booleans, got dtype {s.dtype}")
+    return s.astype(bool)
+
+
+def _as_float64(s: pd.Series, where: str) -> pd.Series:
+    if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+        raise TypeError(f"{where} must hold real numbers, got dtype {s.dtype}")
+    return s.astype("float64")
+
+
+def _as_names(s: pd.Series, where: str) -> pd.Series:
+    if s.isna().any() or not all(isinstance(a, str) and a for a in s):
+        raise TypeError(f"{where} must hold non-empty strings (attack names)")
+    return s.astype(str)  # pandas' default string dtype ("str" in pandas 3)
+
+
+#: How each dtype of :data:`RECORD_COLUMNS` is checked and converted.
+_COERCE = {"int64": _as_int64, "bool": _as_bool, "float64": _as_float64, "str": _as_names}
+
+
+def _check_ranges(df: pd.DataFrame, name: str) -> None:
+    """Counts and indices >= 0; budgets finite and >= 0, or NaN (no budget)."""
+    for col in _NON_NEGATIVE_COLUMNS:
         if (df[col] < 0).any():
             raise ValueError(f"{name}[{col!r}] must be >= 0, got minimum {int(df[col].min())}")
     bad_budget = ~np.isnan(df["budget"]) & ~(np.isfinite(df["budget"]) & (df["budget"] >= 0))
     if bad_budget.any():
         raise ValueError(f"{name}['budget'] must be finite and >= 0 or NaN, got {df.loc[bad_budget, 'budget'].iloc[0]}")
-    # Distortion: a finite value >= 0 for every success, NaN for every failure.
+
+
+def _check_distortion_and_visibility(df: pd.DataFrame, name: str) -> None:
+    """Distortion finite and >= 0 for every success, NaN for every failure; visibility finite and
+    >= 0 or NaN (not computed) for a success, and set to NaN for failures."""
     d = df["distortion"].to_numpy()
     succ = df["success"].to_numpy()
     if np.any(succ & ~(np.isfinite(d) & (d >= 0))):
@@ -224,12 +252,15 @@ def validate_records(records: Any, name: str = "records") -> pd.DataFrame:
             f"{name}['distortion'] must be NaN where success is False (distortion makes no sense "
             f"for a failure, sec. 5.1); got {int(np.sum(~succ & ~np.isnan(d)))} failure(s) with a value"
         )
-    # Visibility: finite and >= 0 or NaN (not computed) for a success; failures get NaN.
     v = df["visibility"].to_numpy()
     bad_v = succ & ~np.isnan(v) & ~(np.isfinite(v) & (v >= 0))
     if np.any(bad_v):
         raise ValueError(f"{name}['visibility'] must be finite and >= 0 (or NaN: not computed), got {v[bad_v][0]}")
     df.loc[~succ, "visibility"] = np.nan  # like the distortion, it makes no sense for a failure
+
+
+def _check_consistency(df: pd.DataFrame, name: str) -> None:
+    """``correct == (pred_clean == label)`` and one row per ``(image_id, attack, budget)``."""
     if not np.array_equal(df["correct"].to_numpy(), (df["pred_clean"] == df["label"]).to_numpy()):
         raise ValueError(f"{name}['correct'] must equal pred_clean == label in every row")
     dup = df.duplicated(subset=["image_id", "attack", "budget"], keep=False)
@@ -239,8 +270,6 @@ def validate_records(records: Any, name: str = "records") -> pd.DataFrame:
             f"{name} must hold one row per (image_id, attack, budget); got {int(dup.sum())} duplicated rows, "
             f"e.g. image_id={int(first['image_id'])}, attack={first['attack']!r}, budget={first['budget']}"
         )
-    extra = [c for c in df.columns if c not in RECORD_COLUMNS]
-    return df[list(RECORD_COLUMNS) + extra]
 
 
 def sort_records(records: pd.DataFrame) -> pd.DataFrame:
@@ -457,11 +486,12 @@ def _select(records: pd.DataFrame, attack: str | None, func: str) -> pd.DataFram
     return df[df["attack"] == attack]
 
 
-def _correct_only(df: pd.DataFrame, attack: str, func: str) -> pd.DataFrame:
+def _correct_only(df: pd.DataFrame, func: str) -> pd.DataFrame:
+    """The records of one attack (:func:`_select`) on correctly classified images; raise if none."""
     kept = df[df["correct"]]
     if len(kept) == 0:
         raise ValueError(
-            f"{func}: no image of attack {attack!r} is classified correctly (N = 0 of N' = {len(df)}); "
+            f"{func}: no image of attack {df['attack'].iloc[0]!r} is classified correctly (N = 0 of N' = {len(df)}); "
             "the statistic is undefined"
         )
     return kept
@@ -482,10 +512,7 @@ def success_probability(records: pd.DataFrame, attack: str | None = None) -> flo
     ValueError
         Invalid records, an ambiguous or unknown ``attack``, or no correctly classified image.
     """
-    name = attack
-    df = _select(records, attack, "success_probability")
-    name = df["attack"].iloc[0]
-    kept = _correct_only(df, name, "success_probability")
+    kept = _correct_only(_select(records, attack, "success_probability"), "success_probability")
     return float(kept["success"].sum()) / float(len(kept))
 
 
@@ -501,8 +528,7 @@ def mean_distortion(records: pd.DataFrame, attack: str | None = None) -> float:
     ValueError
         Invalid records, an ambiguous or unknown ``attack``, or no correctly classified image.
     """
-    df = _select(records, attack, "mean_distortion")
-    kept = _correct_only(df, df["attack"].iloc[0], "mean_distortion")
+    kept = _correct_only(_select(records, attack, "mean_distortion"), "mean_distortion")
     d = kept.loc[kept["success"], "distortion"].to_numpy()
     return float(np.sum(d) / d.size) if d.size else math.nan
 
@@ -519,8 +545,7 @@ def mean_visibility(records: pd.DataFrame, attack: str | None = None) -> float:
     ValueError
         Invalid records, an ambiguous or unknown ``attack``, or no correctly classified image.
     """
-    df = _select(records, attack, "mean_visibility")
-    kept = _correct_only(df, df["attack"].iloc[0], "mean_visibility")
+    kept = _correct_only(_select(records, attack, "mean_visibility"), "mean_visibility")
     return _mean_visibility(kept)
 
 
@@ -569,8 +594,7 @@ def operating_characteristic(records: pd.DataFrame, attack: str | None = None) -
     ValueError
         Invalid records, an ambiguous or unknown ``attack``, or no correctly classified image.
     """
-    df = _select(records, attack, "operating_characteristic")
-    kept = _correct_only(df, df["attack"].iloc[0], "operating_characteristic")
+    kept = _correct_only(_select(records, attack, "operating_characteristic"), "operating_characteristic")
     return _oc_from_union(kept)
 
 

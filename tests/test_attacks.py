@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import torch
 
-from smoothlab.attacks import ATTACKS, AttackResult, cw, fgsm, ifgsm, pgd2, scw, spgd2
+from smoothlab.attacks import ATTACKS, AttackResult, cw, fgsm, ifgsm, margin_loss, pgd2, scw, spgd2
 from smoothlab.smoothing import Smoother, SmoothingSpec
 
 DT = torch.float64
@@ -81,14 +81,15 @@ def net_data() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
     return model, x, y
 
 
-# the six public attacks with light settings for speed; the smooth ones get a smoother
+# the six public attacks with light settings for speed; the smooth ones get a smoother. The
+# tiny net's logits differ by ~0.05: C&W's margin (a success is adversarial by m) is scaled to it.
 FAST: dict[str, dict[str, Any]] = {
     "fgsm": {"eps": 0.1},
     "ifgsm": {"eps": 0.1, "step": 0.03, "iterations": 5},
     "pgd2": {"eps": 1.0, "step": 0.5, "iterations": 5},
-    "cw": {"iterations": 30, "search_steps": 2},
+    "cw": {"iterations": 30, "search_steps": 2, "margin": 0.1},
     "spgd2": {"eps": 1.0, "step": 0.5, "iterations": 5, "smoother": SmoothingSpec.mnist()},
-    "scw": {"iterations": 30, "search_steps": 2, "smoother": SmoothingSpec.mnist()},
+    "scw": {"iterations": 30, "search_steps": 2, "margin": 0.1, "smoother": SmoothingSpec.mnist()},
 }
 
 
@@ -187,10 +188,12 @@ def test_budgets_are_respected(net_data) -> None:
 def test_targeted_attacks_reach_the_target(net_data) -> None:
     model, x, y = net_data
     target = (y + 1) % 3
-    for name in ["ifgsm", "pgd2", "cw", "scw"]:
+    for name in ["fgsm", "ifgsm", "pgd2", "cw", "scw"]:
         kw = dict(FAST[name])
         if name in ("ifgsm", "pgd2"):
             kw.update(eps=kw["eps"] * 4, iterations=10)
+        if name == "fgsm":
+            kw.update(eps=0.4)
         r = ATTACKS[name](model, x, y, target=target, **kw)
         assert bool(r.success.any()), name
         assert torch.equal(r.success, r.pred_adv == target)
@@ -223,8 +226,11 @@ def _smoothness(S: Smoother, res: AttackResult, x: torch.Tensor) -> torch.Tensor
 def test_smooth_attacks_give_perturbations_smooth_like_the_image(net_data) -> None:
     model, x, y = net_data
     S = Smoother(x, alpha=0.95)
-    rough_cw = _smoothness(S, cw(model, x, y), x)
-    smooth_cw = _smoothness(S, cw(model, x, y, smoother=S), x)
+    # a weak penalty (λ = 1/c small) and a margin several times the tiny net's logit gaps: the
+    # least-distorted success comes after many steps, when sC&W's latent z has accumulated its
+    # smooth gradients (early iterates of both attacks look alike)
+    rough_cw = _smoothness(S, cw(model, x, y, c=1000.0, margin=0.3), x)
+    smooth_cw = _smoothness(S, cw(model, x, y, c=1000.0, margin=0.3, smoother=S), x)
     rough_pgd = _smoothness(S, pgd2(model, x, y, eps=2.0), x)
     smooth_pgd = _smoothness(S, pgd2(model, x, y, eps=2.0, smoother=S), x)
     smooth_pgd_r = _smoothness(S, pgd2(model, x, y, eps=2.0, smoother=S, smooth="perturbation"), x)
@@ -236,7 +242,7 @@ def test_smooth_attacks_give_perturbations_smooth_like_the_image(net_data) -> No
 def test_scw_perturbation_lies_in_the_range_of_the_smoother(net_data) -> None:
     model, x, y = net_data
     S = Smoother(x, alpha=0.95)
-    res = cw(model, x, y, smoother=S, search_steps=2)
+    res = cw(model, x, y, smoother=S, search_steps=2, margin=0.1)
     z = res.extra["latent"]
     ok = res.success
     assert bool(ok.any())
@@ -299,8 +305,8 @@ def test_cw_line_search_raises_the_constant_until_success() -> None:
 
 def test_cw_early_abort_stops_work_per_image(net_data) -> None:
     model, x, y = net_data
-    full = cw(model, x, y, c=1.0, iterations=100, abort_early=False)
-    early = cw(model, x, y, c=1.0, iterations=100, abort_early=True)
+    full = cw(model, x, y, c=1.0, margin=0.0, iterations=100, abort_early=False)
+    early = cw(model, x, y, c=1.0, margin=0.0, iterations=100, abort_early=True)
     assert bool((full.forward_passes == 102).all()) and bool((full.backward_passes == 100).all())
     assert int(early.forward_passes.sum()) < int(full.forward_passes.sum())
     assert bool((early.forward_passes == early.backward_passes + 2).all())
@@ -317,10 +323,23 @@ def test_cw_keeps_an_image_that_is_adversarial_from_the_start(name: str, net_dat
     assert bool(res.extra["c"][0].isnan())
 
 
-def test_cw_non_squared_penalty_runs(net_data) -> None:
-    model, x, y = net_data
-    r = cw(model, x, y, smoother=SmoothingSpec.mnist(), penalty="l2", iterations=20)
-    assert r.params["penalty"] == "l2" and bool(torch.isfinite(r.x_adv).all()) and bool(r.success.any())
+def test_cw_non_squared_penalty_on_the_affine_model() -> None:
+    """``penalty="l2"``: minimise ||r|| / c + [m - s(x + r)]_+ (the authors' sC&W code)."""
+    model, x, y, d = affine_problem([0.5, 0.8, 0.3, 1.0])
+    res = cw(model, x, y, penalty="l2", margin=0.0, search_steps=5, iterations=300)
+    assert res.params["penalty"] == "l2" and bool(res.success.all())
+    ratio = res.distortion / d
+    assert bool((ratio >= 1 - 1e-9).all()) and bool((ratio <= 1.05).all()), ratio
+    # Along the normal u = a / |a|: J(t) = t / c + |a| [d - t]_+ reaches the boundary t = d iff
+    # c |a| > 1, whatever d; the squared penalty t² / c stops at t* = c |a| / 2 < d for far images.
+    norm_a = float(model.a.detach().norm())
+    c = 1.2 / norm_a  # t* = 0.6: below the distances 0.8 and 1.0
+    kw = dict(c=c, margin=0.0, iterations=300, lr=0.02, abort_early=False)
+    l2 = cw(model, x, y, penalty="l2", **kw)
+    sq = cw(model, x, y, penalty="squared", **kw)
+    assert l2.success.tolist() == [True, True, True, True]
+    assert sq.success.tolist() == [True, False, True, False]
+    assert bool((l2.distortion / d <= 1.1).all())
 
 
 # ----------------------------------------------------------------------------- pitfalls
@@ -469,14 +488,19 @@ def test_attacks_work_under_no_grad(net_data) -> None:
 
 
 def test_float32_inputs(net_data) -> None:
+    """The same attack in float32 gives the float64 run's successes and distortions."""
     model, x, y = net_data
     m32 = tiny_net().float()
     x32 = x.float()
     with torch.no_grad():
         y32 = m32(x32).argmax(1)
+    assert torch.equal(y32, y)
     for name in sorted(FAST):
         r = ATTACKS[name](m32, x32, y32, **FAST[name])
+        r64 = ATTACKS[name](model, x, y, **FAST[name])
         assert r.x_adv.dtype == torch.float32 and bool(torch.isfinite(r.x_adv).all())
+        assert torch.equal(r.success, r64.success), name
+        torch.testing.assert_close(r.distortion.double(), r64.distortion, rtol=1e-3, atol=1e-4, msg=name)
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -588,3 +612,129 @@ def test_bad_input_is_refused(case: int, net_data) -> None:
             (args if k in args else kwargs)[k] = v
         with pytest.raises(error, match=match):
             ATTACKS[name](args["model"], args["x"], args["y"], **kwargs)
+
+
+# ----------------------------------------------------------------------------- margin and targets (issue 12)
+def test_margin_loss_hand_computed() -> None:
+    logits = torch.tensor([[1.0, 3.0, 2.0], [5.0, 1.0, 4.5], [0.0, 0.0, 0.0], [1.0, 3.0, 2.0]], dtype=DT)
+    labels = torch.tensor([1, 0, 2, 0])
+    # untargeted, eq. (3): [y_t - max_{i≠t} y_i + m]_+ with t the true label
+    torch.testing.assert_close(margin_loss(logits, labels, 0.7, False), torch.tensor([1.7, 1.2, 0.7, 0.0], dtype=DT))
+    torch.testing.assert_close(margin_loss(logits, labels, 0.0, False), torch.tensor([1.0, 0.5, 0.0, 0.0], dtype=DT))
+    # the hinge: image 3 is misclassified by 2 > m, so its loss is 0 (1 - 3 + 0.7 < 0)
+    assert float(margin_loss(logits[3:], labels[3:], 1.9, False)) == 0.0
+    assert float(margin_loss(logits[3:], labels[3:], 2.5, False)) == pytest.approx(0.5)
+    # targeted towards u: [max_{i≠u} y_i - y_u + m]_+
+    target = torch.tensor([1, 2, 0, 2])
+    torch.testing.assert_close(margin_loss(logits, target, 0.7, True), torch.tensor([0.0, 1.2, 0.7, 1.7], dtype=DT))
+    # the gradient pushes the own logit down and the runner-up up, only inside the hinge
+    v = logits.clone().requires_grad_(True)
+    margin_loss(v, labels, 0.7, False).sum().backward()
+    expected = torch.tensor([[0, 1, -1], [1, 0, -1], [-1, 0, 1], [0, 0, 0]], dtype=DT)
+    expected[2] = v.grad[2]  # a three-way tie: which other logit is the max is torch's choice
+    assert float(v.grad[2, 2]) == 1.0 and float(v.grad[2].sum()) == 0.0
+    torch.testing.assert_close(v.grad, expected)
+
+
+@pytest.mark.parametrize("margin", [0.5, 2.0])
+def test_cw_ends_with_a_logit_gap_of_at_least_the_margin(margin: float) -> None:
+    """An untargeted attack makes y_t less than another logit by at least m (sec. 2.1): on the
+    affine model the least such perturbation has norm d + m / |a| (along a)."""
+    model, x, y, d = affine_problem([0.5, 0.8, 0.3, 1.0])
+    res = cw(model, x, y, margin=margin, search_steps=5, iterations=300)
+    assert bool(res.success.all())
+    with torch.no_grad():
+        logits = model(res.x_adv)
+    gap = logits[:, 1] - logits[:, 0]
+    assert bool((gap >= margin).all()), gap
+    bound = d + margin / model.a.detach().norm()
+    ratio = res.distortion / bound
+    assert bool((ratio >= 1 - 1e-9).all()) and bool((ratio <= 1.05).all()), ratio
+    assert float(res.x_adv.min()) > 0 and float(res.x_adv.max()) < 1  # the box did not bind
+
+
+class Affine3(torch.nn.Module):
+    """Three classes with logits ``(0, a_1ᵀx, a_2ᵀx)``, ``a_1 ⟂ a_2``: two boundaries at right angles."""
+
+    def __init__(self, a: torch.Tensor) -> None:
+        super().__init__()
+        self.a = torch.nn.Parameter(a.clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x.flatten(1) @ self.a.T
+        return torch.cat([torch.zeros_like(s[:, :1]), s], 1)
+
+
+def targeted_problem(d1: list[float], d2: list[float], seed: int = 0):
+    """Images of class 0 at L2 distance ``d1`` from class 1 and ``d2 > d1`` from class 2 (target).
+
+    Moving along ``a_2`` leaves the class-1 logit unchanged, so the least perturbation that
+    makes the model predict 2 has norm ``d2`` (margin 0), and no L∞ perturbation below
+    ``d2 |a_2| / |a_2|_1`` does it.
+    """
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(2, 64, generator=g, dtype=DT)
+    a = a - a.mean(1, keepdim=True)
+    a[1] -= (a[1] @ a[0]) / (a[0] @ a[0]) * a[0]  # a_2 ⟂ a_1
+    u = a / a.norm(dim=1, keepdim=True)
+    x = 0.4 + 0.2 * torch.rand(len(d1), 64, generator=g, dtype=DT)
+    for k, dist in enumerate((d1, d2)):
+        dk = torch.tensor(dist, dtype=DT)
+        x = x + ((-dk * a[k].norm() - x @ a[k]) / a[k].norm())[:, None] * u[k]
+    d2t = torch.tensor(d2, dtype=DT)
+    for t in (0.0, 1.2):
+        xs = x + t * d2t[:, None] * u[1]
+        assert float(xs.min()) > 0.05 and float(xs.max()) < 0.95
+    y = torch.zeros(len(d1), dtype=torch.long)
+    return Affine3(a), x.view(-1, 1, 8, 8), y, torch.full_like(y, 2), d2t
+
+
+@pytest.mark.parametrize("name", ["fgsm", "ifgsm", "pgd2", "cw"])
+def test_targeted_attacks_on_an_affine_oracle(name: str) -> None:
+    model, x, y, target, d2 = targeted_problem([0.3, 0.4], [0.8, 1.0])
+    a2 = model.a.detach()[1]
+    with torch.no_grad():
+        assert torch.equal(model(x).argmax(1), y)
+    if name == "cw":
+        res = cw(model, x, y, target=target, margin=0.0, search_steps=5, iterations=300)
+        ratio = res.distortion / d2
+        assert bool((ratio >= 1 - 1e-9).all()) and bool((ratio <= 1.05).all()), ratio
+        above = res
+    else:
+        dist = d2 if name == "pgd2" else d2 * a2.norm() / a2.abs().sum()  # L2 or L∞ distance to class 2
+        below = ATTACKS[name](model, x, y, target=target, eps=0.95 * dist)
+        assert not bool(below.success.any())  # out of reach: nothing within eps predicts 2
+        above = ATTACKS[name](model, x, y, target=target, eps=(1.05 if name == "pgd2" else 1.2) * dist)
+        # an untargeted attack with the same budget lands in the nearer class 1: not the target
+        untargeted = ATTACKS[name](model, x, y, eps=(1.05 if name == "pgd2" else 1.2) * dist)
+        assert bool(untargeted.success.all()) and bool((untargeted.pred_adv == 1).all())
+    assert bool(above.success.all()) and bool((above.pred_adv == 2).all()), name
+    assert above.params["targeted"] is True
+
+
+def test_cw_targeted_margin() -> None:
+    model, x, y, target, d2 = targeted_problem([0.3, 0.4], [0.8, 1.0])
+    res = cw(model, x, y, target=target, margin=1.0, search_steps=5, iterations=300)
+    with torch.no_grad():
+        logits = model(res.x_adv)
+    gap = logits[:, 2] - logits[:, :2].amax(1)
+    assert bool(res.success.all()) and bool((gap >= 1.0).all()), gap
+    ratio = res.distortion / (d2 + 1.0 / model.a.detach()[1].norm())
+    assert bool((ratio >= 1 - 1e-9).all()) and bool((ratio <= 1.05).all()), ratio
+
+
+def test_spgd2_step_is_the_normalised_smoothed_gradient() -> None:
+    """Eq. (12): one sPGD2 iteration adds step · ŝ_α(g) / ||ŝ_α(g)||; on the affine model g ∝ a."""
+    model, x, y, d = affine_problem([0.05, 0.08])
+    S = Smoother(x, alpha=0.95)
+    a = model.a.detach().view(1, 1, 8, 8).expand_as(x).contiguous()
+    sa = S(a)
+    step = 0.5
+    r = step * sa / sa.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+    assert bool(((r.flatten(1) @ model.a.detach()) > d * model.a.detach().norm()).all())  # crosses: succeeds
+    assert float((x + r).min()) > 0 and float((x + r).max()) < 1  # no clipping
+    res = spgd2(model, x, y, smoother=S, eps=5.0, step=step, iterations=1)
+    assert bool(res.success.all())
+    torch.testing.assert_close(res.x_adv, x + r, rtol=0, atol=1e-10)
+    plain = step * a / a.flatten(1).norm(dim=1).view(-1, 1, 1, 1)  # PGD2's step: not what eq. 12 gives
+    assert float((r - plain).norm()) > 0.1 * step

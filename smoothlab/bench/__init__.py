@@ -7,14 +7,14 @@
 - :func:`run` -- run it (local cluster, existing cluster, or in-process) with resumable
   per-shard Parquet output; returns a :class:`BenchResult` (records, summary, P(D));
 - :func:`run_shard` -- the unit of work, identical on every path;
-- :func:`register_model` -- evaluate models of your own by name (:data:`MODELS` are built in).
+- :func:`register_model` -- evaluate models of your own by name (:data:`MODELS` are built in;
+  the registry lives in :mod:`smoothlab.models` and is re-exported here).
 
 Dask (``distributed``) is imported only when a run uses it.
 """
 
 from __future__ import annotations
 
-from smoothlab.bench.models import MODELS, build_model, model_names, register_model, unregister_model
 from smoothlab.bench.runner import BenchResult, run
 from smoothlab.bench.shard import cache_info, clear_cache, plan_shards, run_shard, select_images
 from smoothlab.bench.spec import (
@@ -29,6 +29,7 @@ from smoothlab.bench.spec import (
     quick_attacks,
     single_budget_attacks,
 )
+from smoothlab.models._registry import MODELS, build_model, model_names, register_model, unregister_model
 
 __all__ = [
     "AttackSpec",

@@ -31,7 +31,7 @@ class BenchWorkerPlugin(WorkerPlugin):
     name = "smoothlab-bench"
 
     def __init__(self, spec: BenchSpec, threads: int = 1, warm: bool = True) -> None:
-        from smoothlab.bench.models import model_factories
+        from smoothlab.models._registry import model_factories
 
         self.spec = spec
         self.threads = threads
@@ -41,10 +41,11 @@ class BenchWorkerPlugin(WorkerPlugin):
     def setup(self, worker: Any) -> None:
         import torch
 
-        from smoothlab.bench import models, shard
+        from smoothlab.bench import shard
+        from smoothlab.models import register_model
 
         for name, factory in self.factories.items():
-            models.register_model(name, factory, overwrite=True)
+            register_model(name, factory, overwrite=True)
         torch.set_num_threads(self.threads)
         if self.spec.device == "cuda" and torch.cuda.is_available():
             n = torch.cuda.device_count()

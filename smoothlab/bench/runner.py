@@ -7,11 +7,13 @@ once under ``out/``, and aggregates the records into the statistics of eqs. (20)
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
 import time
 import uuid
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,7 +110,7 @@ class BenchResult:
             f"Smooth adversarial examples — section 5.1 protocol, {self.spec.scenario}, "
             f"{self.spec.dataset} {self.spec.split} ({self.spec.source}), spec {self.spec.hash[:12]}.\n\n"
         )
-        paths["table.md"].write_text(header + self.table("markdown"))
+        paths["table.md"].write_text(header + self.table("markdown") + "\n\nBudget grids:\n\n" + self.spec.grids() + "\n")
         paths["table.csv"].write_text(self.table("csv"))
         try:
             self.figure().write_html(paths["operating_characteristic.html"], include_plotlyjs="cdn")
@@ -155,14 +157,44 @@ class _Progress:
             self.bar.close()
 
 
+# The parameters of run() that used to be positional (client, out, ...): still accepted that way,
+# with a DeprecationWarning, by _keywords_after_spec.
+_FORMERLY_POSITIONAL = ("client", "out", "scheduler", "workers", "progress")
+
+
+def _keywords_after_spec(func: Callable[..., BenchResult]) -> Callable[..., BenchResult]:
+    """Let ``run(spec, client, out, ...)`` (the old positional call) work, with a warning."""
+
+    @functools.wraps(func)
+    def wrapper(spec: Any = None, *args: Any, **kwargs: Any) -> BenchResult:
+        if args:
+            if len(args) > len(_FORMERLY_POSITIONAL):
+                raise TypeError(f"run() takes spec and keyword arguments only, got {1 + len(args)} positional arguments")
+            names = _FORMERLY_POSITIONAL[: len(args)]
+            warnings.warn(
+                f"passing {', '.join(names)} to run() by position is deprecated; pass them by keyword "
+                f"({', '.join(f'{n}=...' for n in names)})",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            for name, value in zip(names, args):
+                if name in kwargs:
+                    raise TypeError(f"run() got multiple values for argument {name!r}")
+                kwargs[name] = value
+        return func(spec, **kwargs)
+
+    return wrapper
+
+
+@_keywords_after_spec
 def run(
     spec: BenchSpec | None = None,
+    *,
     client: Any = None,
     out: str | os.PathLike[str] | None = None,
     scheduler: str | None = None,
     workers: int | None = None,
     progress: bool = True,
-    *,
     overwrite: bool = False,
     max_shards: int | None = None,
     threads: int = 1,
@@ -176,19 +208,20 @@ def run(
     spec : BenchSpec, optional
         What to run; default ``BenchSpec()``: Table 1's six attacks on the embedded MNIST
         test split against the pretrained C4. ``device="auto"`` is resolved on the calling
-        machine (CUDA when it has it).
-    client : distributed.Client, False or None
-        An existing Dask client to use; ``False`` runs in-process without Dask; ``None``
-        starts a ``LocalCluster`` (unless ``scheduler`` says otherwise) and closes it after.
+        machine (CUDA when it has it). The other parameters are keyword-only.
+    client : distributed.Client, optional
+        An existing Dask client to use. ``None`` (default) starts a ``LocalCluster`` (unless
+        ``scheduler`` or ``workers=0`` says otherwise) and closes it after.
     out : path, optional
         Output folder. Every finished shard is written there at once, so an interrupted run
         resumes where it stopped; finished runs also get records.parquet, table.md,
         table.csv and operating_characteristic.html.
     scheduler : str, optional
-        ``"tcp://HOST:PORT"`` of a running Dask scheduler, or ``"none"`` for in-process.
+        ``"tcp://HOST:PORT"`` of a running Dask scheduler.
     workers : int, optional
         Workers of the local cluster (default: one per core / GPU, at most one per shard);
-        ``0`` runs in-process.
+        ``0`` runs in-process, without Dask (the one way to say so; ``client=False`` and
+        ``scheduler="none"`` still work, with a ``DeprecationWarning``).
     progress : bool
         Show a tqdm bar (terminal) or Dask's progress widget (notebook) and the dashboard link.
     overwrite : bool
@@ -218,11 +251,60 @@ def run(
         ``out`` holds another spec and ``overwrite`` is false.
     ConnectionError
         ``scheduler`` cannot be reached within ``connect_timeout`` seconds.
-    """
-    from smoothlab._validation import check_int, check_positive
-    from smoothlab.metrics import operating_characteristics, sort_records, summary
 
+    Examples
+    --------
+    Two attacks on four digits, in-process (``workers=0``), no output folder:
+
+    >>> from smoothlab.bench import AttackSpec, BenchSpec, run
+    >>> spec = BenchSpec(attacks=(AttackSpec("fgsm", budgets=(0.3,)), AttackSpec("pgd2", budgets=(2.0, 5.0))),
+    ...                  n_images=4, batch_size=4, shard_size=4, visibility=False)
+    >>> result = run(spec, workers=0, progress=False)
+    >>> result.mode, result.complete, len(result.records)  # one record per image, attack and budget
+    ('in-process', True, 12)
+    >>> list(result.summary.index)
+    ['fgsm', 'pgd2']
+    """
     t0 = time.perf_counter()
+    spec, workers = _check_run_arguments(spec, client, scheduler, workers, max_shards, threads, connect_timeout)
+    if client is False or scheduler == "none":
+        client = scheduler = None
+    in_process = workers == 0
+    _check_device_here(spec, runs_here=in_process or (client is None and scheduler is None))
+
+    # Images and shards (index range checked on the calling side, before any work).
+    shards = plan_shards(spec, select_images(spec, dataset_size(spec)))
+    state = _RunState(spec, shards, on_shard)
+    if out is not None:
+        state.resume(storage.prepare_out(Path(out), spec, overwrite))
+    todo = state.todo(max_shards)
+
+    mode, n_workers, dashboard = "in-process", 1, None
+    if todo and in_process:
+        _run_in_process(state, todo, progress, threads)
+    elif todo:
+        mode, n_workers, dashboard = _run_dask(
+            spec, shards, todo, state.finish_shard, client, scheduler, workers, progress, threads, connect_timeout,
+            len(state.reused),
+        )
+    result = state.result(mode=mode, n_workers=n_workers, dashboard=dashboard)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _check_run_arguments(
+    spec: Any,
+    client: Any,
+    scheduler: Any,
+    workers: int | None,
+    max_shards: int | None,
+    threads: int,
+    connect_timeout: float,
+) -> tuple[BenchSpec, int | None]:
+    """Check :func:`run`'s arguments; return the spec (device resolved) and ``workers``, 0 for
+    the deprecated spellings of in-process (``client=False``, ``scheduler="none"``)."""
+    from smoothlab._validation import check_int, check_positive
+
     spec = BenchSpec() if spec is None else spec
     if not isinstance(spec, BenchSpec):
         raise TypeError(f"spec must be a BenchSpec, got {type(spec).__name__}")
@@ -234,87 +316,107 @@ def run(
     check_int(threads, "threads", minimum=1)
     check_positive(connect_timeout, "connect_timeout")
     if scheduler is not None and not isinstance(scheduler, str):
-        raise TypeError(f"scheduler must be an address string or 'none', got {type(scheduler).__name__}")
+        raise TypeError(f"scheduler must be an address string, got {type(scheduler).__name__}")
     if client is not None and client is not False and scheduler is not None:
         raise ValueError("give either client or scheduler, not both")
-    in_process = client is False or scheduler == "none" or workers == 0
-    runs_here = in_process or (client is None and scheduler is None)  # this machine's devices
+    if client is False or scheduler == "none":
+        said = "client=False" if client is False else "scheduler='none'"
+        warnings.warn(
+            f"run({said}) is deprecated: say workers=0 to run in-process", DeprecationWarning, stacklevel=4
+        )
+        workers = 0
+    return spec, workers
+
+
+def _check_device_here(spec: BenchSpec, runs_here: bool) -> None:
+    """A CUDA spec that runs on this machine (in-process or a local cluster) needs CUDA here."""
     if spec.device.startswith("cuda") and runs_here:
         import torch
 
         if not torch.cuda.is_available():
             raise ValueError(f"device={spec.device!r} but CUDA is not available on this machine; use device='cpu' or 'auto'")
 
-    # Images and shards (index range checked on the calling side, before any work).
-    image_ids = select_images(spec, dataset_size(spec))
-    shards = plan_shards(spec, image_ids)
 
-    # Resume: reuse every valid shard in out/, note the invalid ones.
-    done: dict[int, pd.DataFrame] = {}
-    invalid: list[int] = []
-    out_path = storage.prepare_out(Path(out), spec, overwrite) if out is not None else None
-    if out_path is not None:
-        for k, ids in enumerate(shards):
-            df, reason = storage.read_shard(out_path, spec, k, ids)
+class _RunState:
+    """The shards of one :func:`run` call: those found in ``out/``, those computed, and the result."""
+
+    def __init__(
+        self, spec: BenchSpec, shards: list[np.ndarray], on_shard: Callable[[int, pd.DataFrame], None] | None
+    ) -> None:
+        self.spec = spec
+        self.shards = shards
+        self.on_shard = on_shard
+        self.out: Path | None = None
+        self.done: dict[int, pd.DataFrame] = {}
+        self.invalid: list[int] = []
+        self.reused: list[int] = []
+        self.computed: list[int] = []
+
+    def resume(self, out: Path) -> None:
+        """Reuse every valid shard in ``out``; note (and delete) the invalid ones."""
+        self.out = out
+        for k, ids in enumerate(self.shards):
+            df, reason = storage.read_shard(out, self.spec, k, ids)
             if df is not None:
-                done[k] = df
+                self.done[k] = df
             elif reason != "missing":
-                log.warning("shard %d in %s is invalid (%s): recomputing it", k, out_path, reason)
-                invalid.append(k)
-                storage.shard_path(out_path, k).unlink(missing_ok=True)
-    reused = sorted(done)
-    todo = [k for k in range(len(shards)) if k not in done]
-    if max_shards is not None:
-        todo = todo[:max_shards]
+                log.warning("shard %d in %s is invalid (%s): recomputing it", k, out, reason)
+                self.invalid.append(k)
+                storage.shard_path(out, k).unlink(missing_ok=True)
+        self.reused = sorted(self.done)
 
-    computed: list[int] = []
+    def todo(self, max_shards: int | None) -> list[int]:
+        """The shards still to compute in this call."""
+        todo = [k for k in range(len(self.shards)) if k not in self.done]
+        return todo if max_shards is None else todo[:max_shards]
 
-    def finish_shard(k: int, df: pd.DataFrame) -> None:
-        if out_path is not None:
-            storage.write_shard(out_path, spec, k, shards[k], df)
-        done[k] = df
-        computed.append(k)
-        if on_shard is not None:
-            on_shard(k, df)
+    def finish_shard(self, k: int, df: pd.DataFrame) -> None:
+        """Write shard ``k`` at once (when there is an ``out``) and keep its records."""
+        if self.out is not None:
+            storage.write_shard(self.out, self.spec, k, self.shards[k], df)
+        self.done[k] = df
+        self.computed.append(k)
+        if self.on_shard is not None:
+            self.on_shard(k, df)
 
-    mode, n_workers, dashboard = "in-process", 1, None
-    if todo and in_process:
-        bar = _Progress(progress, len(reused) + len(todo), len(reused), "smoothlab bench")
-        try:
-            with torch_threads(threads):
-                for k in todo:
-                    finish_shard(k, run_shard(spec, k, shards[k]))
-                    bar.update()
-        finally:
-            bar.close()
-    elif todo:
-        mode, n_workers, dashboard = _run_dask(
-            spec, shards, todo, finish_shard, client, scheduler, workers, progress, threads, connect_timeout, len(reused)
+    def result(self, *, mode: str, n_workers: int, dashboard: str | None) -> BenchResult:
+        """Aggregate the records (eqs. 20-21); a complete run also writes its reports to ``out``."""
+        from smoothlab.metrics import operating_characteristics, sort_records, summary
+
+        if not self.done:
+            raise RuntimeError("no shard was computed")  # unreachable: max_shards >= 1
+        records = sort_records(pd.concat([self.done[k] for k in sorted(self.done)], ignore_index=True))
+        complete = len(self.done) == len(self.shards)
+        result = BenchResult(
+            spec=self.spec,
+            records=records,
+            summary=summary(records),
+            operating_characteristics=operating_characteristics(records),
+            complete=complete,
+            n_shards=len(self.shards),
+            computed=sorted(self.computed),
+            reused=self.reused,
+            invalid=self.invalid,
+            mode=mode,
+            n_workers=n_workers,
+            out=self.out,
+            dashboard=dashboard,
         )
+        if self.out is not None and complete:
+            result.save(self.out)
+        return result
 
-    complete = len(done) == len(shards)
-    records = sort_records(pd.concat([done[k] for k in sorted(done)], ignore_index=True)) if done else None
-    if records is None:
-        raise RuntimeError("no shard was computed")  # unreachable: max_shards >= 1
-    result = BenchResult(
-        spec=spec,
-        records=records,
-        summary=summary(records),
-        operating_characteristics=operating_characteristics(records),
-        complete=complete,
-        n_shards=len(shards),
-        computed=sorted(computed),
-        reused=reused,
-        invalid=invalid,
-        mode=mode,
-        n_workers=n_workers,
-        out=out_path,
-        dashboard=dashboard,
-    )
-    if out_path is not None and complete:
-        result.save(out_path)
-    result.seconds = time.perf_counter() - t0
-    return result
+
+def _run_in_process(state: _RunState, todo: list[int], progress: bool, threads: int) -> None:
+    """Compute the shards ``todo`` one after the other in this process, writing each at once."""
+    bar = _Progress(progress, len(state.reused) + len(todo), len(state.reused), "smoothlab bench")
+    try:
+        with torch_threads(threads):
+            for k in todo:
+                state.finish_shard(k, run_shard(state.spec, k, state.shards[k]))
+                bar.update()
+    finally:
+        bar.close()
 
 
 def _run_dask(

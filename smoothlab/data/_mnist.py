@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from smoothlab._validation import check_choice, check_int
-from smoothlab.data.idx import read_idx
+from smoothlab.data._idx import read_idx
 
 __all__ = [
     "EMBEDDED_SPLIT_SEED",

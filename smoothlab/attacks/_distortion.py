@@ -1,0 +1,287 @@
+"""Attacks targeting a distortion (section 2.1): FGSM, I-FGSM (L∞) and PGD2 (L2 I-FGSM).
+
+All follow the prototype of eqs. (10)-(11): ``g = ∇_x ℓ(f(x_a^(k)), t)`` and
+``x_a^(k+1) = c(x_a^(k) + n(g))`` with a normalisation ``n`` and a clipping ``c`` that depend on
+the attack. The classification loss is the cross-entropy (ascended for an untargeted attack,
+descended towards ``target`` otherwise), as in the cleverhans implementations the paper used.
+
+Smoothness (section 4.1) is the ``smoother=`` option. With the paper's "quick and dirty"
+integration, eq. (12), the gradient is smoothed before it is normalised: ``n(ŝ_α(g))``.
+``pgd2(..., smooth="perturbation")`` is the variant of the authors' code (DESIGN.md section 4):
+the raw normalised gradient step is added and the accumulated perturbation is smoothed,
+``r ← P(ŝ_α(r + step · g/||g||))``.
+
+A zero gradient (a flat loss) leaves the image unchanged rather than dividing by zero.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+
+from smoothlab._validation import check_choice, check_int
+from smoothlab.attacks._common import (
+    Model,
+    Prepared,
+    batch_param,
+    describe_smoother,
+    eval_mode,
+    finish,
+    l2,
+    per_image,
+    prepare,
+    resolve_smoother,
+    smooth_attack_option,
+    sync_time,
+)
+from smoothlab.attacks._result import AttackResult
+
+__all__ = ["fgsm", "ifgsm", "pgd2", "spgd2"]
+
+
+def _ascent_direction(model: Model, x_in: torch.Tensor, prep: Prepared) -> torch.Tensor:
+    """Gradient w.r.t. the input of the attacker's objective (to be ascended), per image.
+
+    Untargeted: ``+CE(f(x), y)``; targeted: ``-CE(f(x), target)``. Only the input gets a
+    gradient (``torch.autograd.grad``), never the model's parameters.
+    """
+    with torch.enable_grad():
+        xv = x_in.detach().requires_grad_(True)
+        logits = model(xv)
+        loss = F.cross_entropy(logits, prep.labels, reduction="sum")
+        if prep.targeted:
+            loss = -loss
+        (g,) = torch.autograd.grad(loss, xv)
+    return g
+
+
+def _unit_l2(g: torch.Tensor) -> torch.Tensor:
+    """``g / ||g||_2`` per image; an all-zero ``g`` stays zero (no 0/0)."""
+    n = l2(g)
+    tiny = torch.finfo(g.dtype).tiny
+    scale = torch.where(n > tiny, 1.0 / n.clamp_min(tiny), torch.zeros_like(n))
+    return g * per_image(scale)
+
+
+def _sign(g: torch.Tensor) -> torch.Tensor:
+    """``sign(g)`` that keeps NaN/Inf as NaN (``torch.sign(nan) = 0`` would hide a broken gradient)."""
+    return torch.where(torch.isfinite(g), g.sign(), torch.full_like(g, float("nan")))
+
+
+def _smooth(S: Any, v: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return S(v, check_finite=False)
+
+
+def fgsm(
+    model: Model,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float | torch.Tensor = 0.3,
+    smoother: Any = None,
+    target: torch.Tensor | None = None,
+) -> AttackResult:
+    """Fast Gradient Sign Method [6]: ``x_a = clip_[0,1](x + ε · sign(g))`` (L∞ budget ``ε``).
+
+    Parameters
+    ----------
+    model : callable
+        Maps images ``(B, C, H, W)`` in ``[0, 1]`` to logits ``(B, k)``. Put in eval mode for the
+        attack and restored afterwards; its parameters' gradients are not touched.
+    x : torch.Tensor
+        Original images ``x_o``, ``(B, C, H, W)`` in ``[0, 1]``.
+    y : torch.Tensor
+        True labels ``(B,)``.
+    eps : float or torch.Tensor
+        L∞ budget (paper, MNIST: 0.3), or a ``(B,)`` tensor of per-image budgets.
+    smoother : None, "mnist", Smoother, SmoothingSpec or callable
+        ``None`` (default): no smoothing. Otherwise the gradient is smoothed first,
+        ``sign(ŝ_α(g))`` (eq. 12), attack ``"sfgsm"``: ``"mnist"`` is ``SmoothingSpec.mnist()``,
+        a ``SmoothingSpec`` or callable ``x -> Smoother`` is built on ``x``, a ``Smoother`` must
+        have been built on ``x``.
+    target : torch.Tensor, optional
+        Target labels ``(B,)`` for a targeted attack.
+    """
+    t0 = sync_time(x) if isinstance(x, torch.Tensor) else 0.0
+    with eval_mode(model):
+        prep = prepare(model, x, y, target)
+        x = prep.x
+        eps_t, eps_p = batch_param(eps, "eps", x)
+        S = resolve_smoother(smoother, x)
+        g = _ascent_direction(model, x, prep)
+        if S is not None:
+            g = _smooth(S, g)
+        cand = (x + per_image(eps_t) * _sign(g)).clamp(0.0, 1.0)
+        b = x.shape[0]
+        fwd = torch.full((b,), 2, dtype=torch.long, device=x.device)
+        bwd = torch.ones(b, dtype=torch.long, device=x.device)
+        params = {"eps": eps_p, "norm": "linf", "smoother": describe_smoother(smoother)}
+        return finish(model, prep, cand, fwd, bwd, attack="sfgsm" if S is not None else "fgsm", params=params, t0=t0)
+
+
+def ifgsm(
+    model: Model,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float | torch.Tensor = 0.3,
+    step: float | torch.Tensor = 0.08,
+    iterations: int = 10,
+    smoother: Any = None,
+    target: torch.Tensor | None = None,
+) -> AttackResult:
+    """Iterative FGSM [15] (L∞): ``x ← clip_[0,1](clip_{x_o ± ε}(x + step · sign(g)))``.
+
+    Parameters
+    ----------
+    eps : float or torch.Tensor
+        L∞ budget (paper, MNIST: 0.3), or ``(B,)`` per-image budgets.
+    step : float or torch.Tensor
+        Step size ``α`` of each iteration (paper: 0.08).
+    iterations : int
+        Number of iterations (10).
+    smoother
+        If given, ``sign(ŝ_α(g))`` (eq. 12); attack ``"sifgsm"``.
+
+    The other parameters are those of :func:`fgsm`. The last iterate is returned (where it is
+    adversarial).
+    """
+    t0 = sync_time(x) if isinstance(x, torch.Tensor) else 0.0
+    with eval_mode(model):
+        prep = prepare(model, x, y, target)
+        x = prep.x
+        eps_t, eps_p = batch_param(eps, "eps", x)
+        step_t, step_p = batch_param(step, "step", x)
+        iterations = check_int(iterations, "iterations", minimum=1)
+        S = resolve_smoother(smoother, x)
+        lo = (x - per_image(eps_t)).clamp_min(0.0)
+        hi = (x + per_image(eps_t)).clamp_max(1.0)
+        xa = x.clone()
+        for _ in range(iterations):
+            g = _ascent_direction(model, xa, prep)
+            if S is not None:
+                g = _smooth(S, g)
+            xa = torch.minimum(torch.maximum(xa + per_image(step_t) * _sign(g), lo), hi)
+        b = x.shape[0]
+        fwd = torch.full((b,), 1 + iterations, dtype=torch.long, device=x.device)
+        bwd = torch.full((b,), iterations, dtype=torch.long, device=x.device)
+        params = {
+            "eps": eps_p,
+            "step": step_p,
+            "iterations": iterations,
+            "norm": "linf",
+            "smoother": describe_smoother(smoother),
+        }
+        return finish(model, prep, xa, fwd, bwd, attack="sifgsm" if S is not None else "ifgsm", params=params, t0=t0)
+
+
+def _project(r: torch.Tensor, eps: torch.Tensor, projection: str) -> torch.Tensor:
+    """Onto the L2 ball of radius ``eps`` per image, or rescaled onto its sphere."""
+    n = l2(r)
+    tiny = torch.finfo(r.dtype).tiny
+    if projection == "ball":
+        scale = torch.where(n > eps, eps / n.clamp_min(tiny), torch.ones_like(n))
+    else:
+        scale = torch.where(n > tiny, eps / n.clamp_min(tiny), torch.ones_like(n))
+    return r * per_image(scale)
+
+
+def pgd2(
+    model: Model,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float | torch.Tensor = 5.0,
+    step: float | torch.Tensor = 3.0,
+    iterations: int = 10,
+    projection: Literal["ball", "sphere"] = "ball",
+    smoother: Any = None,
+    smooth: Literal["gradient", "perturbation"] = "gradient",
+    target: torch.Tensor | None = None,
+) -> AttackResult:
+    """PGD2, the L2 version of I-FGSM [26]; with ``smoother``, sPGD2 (section 4.1, eq. 12).
+
+    Each iteration: ``u = g / ||g||`` (``ŝ_α(g) / ||ŝ_α(g)||`` with a smoother), the perturbation
+    ``r ← P(r + step · u)`` with ``P`` the projection onto the L2 ball of radius ``ε``, then
+    ``x_a = clip_[0,1](x_o + r)``.
+
+    Parameters
+    ----------
+    eps : float or torch.Tensor
+        L2 budget (paper, MNIST: 5), or a ``(B,)`` tensor of per-image budgets (several budgets
+        stacked in one batch).
+    step : float or torch.Tensor
+        L2 length of each step (paper: 3).
+    iterations : int
+        Number of iterations (10).
+    projection : {"ball", "sphere"}
+        ``"ball"``: Euclidean projection onto ``||r|| <= ε`` (default). ``"sphere"``: the
+        authors' code, which rescales ``r`` onto ``||r|| = ε`` at every iteration.
+    smoother : None, "mnist", Smoother, SmoothingSpec or callable
+        Smoothing guided by ``x`` (attack ``"spgd2"``); ``None`` (default): none. See :func:`fgsm`.
+    smooth : {"gradient", "perturbation"}
+        With a smoother: smooth the gradient before normalising (eq. 12, the paper), or smooth
+        the accumulated perturbation ``r ← P(ŝ_α(r + step · g/||g||))`` (the authors' code).
+    target : torch.Tensor, optional
+        Target labels for a targeted attack.
+
+    The last iterate is returned (where it is adversarial). A zero gradient leaves the image
+    unchanged.
+    """
+    t0 = sync_time(x) if isinstance(x, torch.Tensor) else 0.0
+    with eval_mode(model):
+        prep = prepare(model, x, y, target)
+        x = prep.x
+        eps_t, eps_p = batch_param(eps, "eps", x)
+        step_t, step_p = batch_param(step, "step", x)
+        iterations = check_int(iterations, "iterations", minimum=1)
+        projection = check_choice(projection, "projection", ("ball", "sphere"))
+        smooth = check_choice(smooth, "smooth", ("gradient", "perturbation"))
+        S = resolve_smoother(smoother, x)
+        r = torch.zeros_like(x)
+        xa = x
+        for _ in range(iterations):
+            g = _ascent_direction(model, xa, prep)
+            if S is not None and smooth == "gradient":
+                g = _smooth(S, g)  # eq. (12)
+            r = r + per_image(step_t) * _unit_l2(g)
+            if S is not None and smooth == "perturbation":
+                r = _smooth(S, r)
+            r = _project(r, eps_t, projection)
+            xa = (x + r).clamp(0.0, 1.0)
+            r = xa - x  # the perturbation actually applied
+        b = x.shape[0]
+        fwd = torch.full((b,), 1 + iterations, dtype=torch.long, device=x.device)
+        bwd = torch.full((b,), iterations, dtype=torch.long, device=x.device)
+        params: dict[str, Any] = {
+            "eps": eps_p,
+            "step": step_p,
+            "iterations": iterations,
+            "projection": projection,
+            "norm": "l2",
+            "smoother": describe_smoother(smoother),
+        }
+        if S is not None:
+            params["smooth"] = smooth
+        return finish(model, prep, xa, fwd, bwd, attack="spgd2" if S is not None else "pgd2", params=params, t0=t0)
+
+
+def spgd2(
+    model: Model,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    smoother: Any = "mnist",
+    **kwargs: Any,
+) -> AttackResult:
+    """sPGD2 (section 4.1, eq. 12): :func:`pgd2` with a smoother, by default the paper's MNIST one.
+
+    ``smoother="mnist"`` (default) is ``SmoothingSpec.mnist()`` (Laplacian kernel, ``λ = 10``,
+    ``α = 0.95``); any other ``smoother=`` of :func:`pgd2` is accepted but ``None``: for no
+    smoothing call :func:`pgd2` (``None`` still means ``"mnist"``, with a ``DeprecationWarning``).
+    Other keyword arguments go to :func:`pgd2`.
+    """
+    return pgd2(model, x, y, smoother=smooth_attack_option(smoother, "spgd2"), **kwargs)
