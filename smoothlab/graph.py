@@ -26,6 +26,8 @@ import torch
 from smoothlab._repr import html_table, one_line
 from smoothlab._validation import check_choice, check_images, check_positive
 
+__all__ = ["OFFSETS", "ImageGraph", "condition_number_bound", "edge_slices", "image_graph"]
+
 Kernel = Literal["laplacian", "gaussian"]
 Colour = Literal["joint", "per-channel"]
 
@@ -36,7 +38,7 @@ OFFSETS: dict[int, tuple[tuple[int, int], ...]] = {
 }
 
 
-def _edge_slices(dy: int, dx: int, h: int, w: int) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
+def edge_slices(dy: int, dx: int, h: int, w: int) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
     """Slices ``(p, q)`` such that pixel ``p`` and its neighbour ``q = p + (dy, dx)`` line up."""
     p_y, q_y = slice(0, h - dy), slice(dy, h)
     if dx >= 0:
@@ -158,7 +160,7 @@ class ImageGraph:
         else:
             torch.mul(v, shift, out=out)
         for k, (dy, dx) in enumerate(self.offsets):
-            (py, px), (qy, qx) = _edge_slices(dy, dx, h, w)
+            (py, px), (qy, qx) = edge_slices(dy, dx, h, w)
             wk = wts[:, :, k, py, px]
             if grad:
                 upd_p = torch.zeros_like(v)
@@ -202,7 +204,7 @@ class ImageGraph:
         wts = (self.normalised if normalised else self.weights)[index, group].detach().cpu().double().numpy()
         rows, cols, vals = [], [], []
         for k, (dy, dx) in enumerate(self.offsets):
-            (py, px), (qy, qx) = _edge_slices(dy, dx, h, w)
+            (py, px), (qy, qx) = edge_slices(dy, dx, h, w)
             rows.append(ids[py, px].ravel())
             cols.append(ids[qy, qx].ravel())
             vals.append(wts[k][py, px].ravel())
@@ -256,6 +258,20 @@ def image_graph(
     -------
     ImageGraph
         Matrix-free ``W``, ``D`` and ``D^-1/2 W D^-1/2``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from smoothlab import image_graph
+    >>> x = torch.rand(2, 3, 16, 16)                # two colour images
+    >>> g = image_graph(x, neighbours=8)
+    >>> g.weights.shape                             # (B, G, K, H, W): one map per forward offset
+    torch.Size([2, 1, 4, 16, 16])
+    >>> g
+    ImageGraph(batch=2, groups=1, size='16x16', neighbours=8, kernel='laplacian', lam=10, colour='joint', spatial_sigma=None, dtype='float32', device='cpu')
+    >>> W = g.to_scipy(0)                           # eq. (5) of the first image, 256 x 256, symmetric
+    >>> W.shape, (W != W.T).nnz
+    ((256, 256), 0)
     """
     check_images(x, "x")
     neighbours = check_choice(neighbours, "neighbours", (4, 8))
@@ -271,7 +287,7 @@ def image_graph(
     offsets = OFFSETS[neighbours]
     weights = x.new_zeros(b, groups, len(offsets), h, w)
     for k, (dy, dx) in enumerate(offsets):
-        (py, px), (qy, qx) = _edge_slices(dy, dx, h, w)
+        (py, px), (qy, qx) = edge_slices(dy, dx, h, w)
         diff = x[..., py, px] - x[..., qy, qx]
         sq = diff.square().sum(1, keepdim=True) if colour == "joint" else diff.square()
         arg = lam * (sq.sqrt() if kernel == "laplacian" else sq)
@@ -281,7 +297,7 @@ def image_graph(
 
     degree = x.new_zeros(b, groups, h, w)
     for k, (dy, dx) in enumerate(offsets):
-        (py, px), (qy, qx) = _edge_slices(dy, dx, h, w)
+        (py, px), (qy, qx) = edge_slices(dy, dx, h, w)
         degree[..., py, px] += weights[:, :, k, py, px]
         degree[..., qy, qx] += weights[:, :, k, py, px]
 
@@ -289,7 +305,7 @@ def image_graph(
     # even where degrees underflow; an isolated vertex (d = 0, hence w = 0) gets 0.
     normalised = torch.zeros_like(weights)
     for k, (dy, dx) in enumerate(offsets):
-        (py, px), (qy, qx) = _edge_slices(dy, dx, h, w)
+        (py, px), (qy, qx) = edge_slices(dy, dx, h, w)
         wk = weights[:, :, k, py, px]
         dp, dq = degree[..., py, px], degree[..., qy, qx]
         ratio_p = torch.where(dp > 0, wk / torch.where(dp > 0, dp, torch.ones_like(dp)), torch.zeros_like(wk))

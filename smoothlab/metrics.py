@@ -649,6 +649,26 @@ def summary(records: pd.DataFrame) -> pd.DataFrame:
         ``mean_distortion``/``mean_visibility``/``max_distortion`` are NaN when
         ``n_success = 0`` (``mean_visibility`` also when no visibility was computed) and
         ``p_success`` is NaN when ``n_correct = 0`` (undefined statistics).
+
+    Examples
+    --------
+    Four images, one attack at one budget; image 3 is misclassified from the start, so it
+    counts in ``N'`` only:
+
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> from smoothlab.metrics import summary
+    >>> records = pd.DataFrame({
+    ...     "image_id": [0, 1, 2, 3], "attack": "pgd2", "budget": 5.0,
+    ...     "label": [7, 2, 1, 0], "pred_clean": [7, 2, 1, 6], "pred_adv": [3, 8, 1, 6],
+    ...     "correct": [True, True, True, False], "success": [True, True, False, True],
+    ...     "distortion": [1.0, 3.0, np.nan, 0.0],
+    ...     "forward_passes": 11, "backward_passes": 10, "seconds": 0.01})
+    >>> row = summary(records).loc["pgd2"]
+    >>> int(row.n_images), int(row.n_correct), int(row.n_success)      # N', N, N_suc
+    (4, 3, 2)
+    >>> round(float(row.p_success), 3), float(row.mean_distortion)      # P_suc, D̄ (eq. 20)
+    (0.667, 2.0)
     """
     df = union_over_budgets(records)
     rows = []

@@ -49,7 +49,7 @@ import numpy as np
 import torch
 
 from smoothlab._validation import check_choice, check_images, check_int, check_range
-from smoothlab.graph import ImageGraph, _edge_slices, image_graph
+from smoothlab.graph import ImageGraph, edge_slices, image_graph
 
 Solver = Literal["auto", "dense", "direct", "cg"]
 
@@ -213,6 +213,23 @@ class Smoother:
         Wall time of the one-off set-up (graph, factorisation, ``s_α(1)``).
     last_cg_info : CGInfo or None
         Iterations and residuals of the latest CG solve.
+
+    Examples
+    --------
+    Build once per batch of guide images, then apply ``ŝ_α`` (eq. 9) as often as needed:
+
+    >>> import torch
+    >>> from smoothlab import Smoother
+    >>> x = torch.rand(2, 1, 28, 28)
+    >>> S = Smoother(x, alpha=0.95)
+    >>> S
+    Smoother(batch=2, channels=1, size=28x28, alpha=0.95, solver='direct', kernel='laplacian', lam=10.0, colour='joint', neighbours=4)
+    >>> z = torch.randn_like(x, requires_grad=True)
+    >>> r = S(z)                                    # smooth like x, differentiable (eq. 19)
+    >>> r.shape, bool(r.std() < z.std())
+    (torch.Size([2, 1, 28, 28]), True)
+    >>> bool(torch.allclose(S(torch.ones_like(x)), torch.ones_like(x), atol=1e-4))  # ŝ_α(1) = 1
+    True
     """
 
     def __init__(
@@ -309,7 +326,7 @@ class Smoother:
         ids = torch.arange(n, device=self.device).view(h, w)
         lap = torch.zeros(b, g, n, n, dtype=self.dtype, device=self.device)
         for k, (dy, dx) in enumerate(gr.offsets):
-            (py, px), (qy, qx) = _edge_slices(dy, dx, h, w)
+            (py, px), (qy, qx) = edge_slices(dy, dx, h, w)
             i, j = ids[py, px].reshape(-1), ids[qy, qx].reshape(-1)
             vals = gr.normalised[:, :, k, py, px].reshape(b, g, -1)
             lap[:, :, i, j] = -self.alpha * vals

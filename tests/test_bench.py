@@ -505,3 +505,148 @@ def test_bad_arguments():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             run(tiny_spec(device="cuda"), workers=0)
+
+
+# --------------------------------------------------------------------------- issue 12: paths, sources, resume
+
+
+@pytest.mark.slow
+def test_run_against_a_scheduler_address(reference, client2, tmp_path):
+    """run(scheduler=ADDRESS) connects its own client to a running cluster (here a real
+    LocalCluster) and closes that client only: the cluster and its workers stay up."""
+    address = client2.scheduler.address
+    assert address.startswith("tcp://")
+    res = run(tiny_spec(), scheduler=address, out=tmp_path, progress=False)
+    assert res.mode == "scheduler" and res.n_workers == 2 and res.complete and res.computed == [0, 1, 2]
+    same_records(res.records, reference)
+    assert len(client2.nthreads()) == 2  # still there
+    again = run(tiny_spec(), scheduler=address, out=tmp_path, progress=False)
+    assert again.computed == [] and again.reused == [0, 1, 2]
+
+
+def test_bench_result_save_writes_the_reports(reference, tmp_path):
+    import pyarrow.parquet as pq
+
+    from smoothlab.bench import BenchResult
+    from smoothlab.metrics import operating_characteristics
+
+    spec = tiny_spec()
+    res = BenchResult(spec=spec, records=reference, summary=summary(reference),
+                      operating_characteristics=operating_characteristics(reference), complete=True, n_shards=3)
+    paths = res.save(tmp_path / "reports")
+    assert set(paths) == set(storage.REPORT_FILES) and all(p.parent == tmp_path / "reports" for p in paths.values())
+    assert all(p.is_file() for p in paths.values())
+    same_records(pd.read_parquet(paths["records.parquet"]), reference)
+    meta = pq.read_schema(paths["records.parquet"]).metadata
+    assert json.loads(meta[b"smoothlab.spec_hash"]) == spec.hash
+    table = pd.read_csv(paths["table.csv"], index_col=0)
+    expected = summary(reference)
+    assert list(table.index) == ["fgsm", "pgd2"]
+    for col in ("n_images", "n_correct", "n_success", "p_success", "mean_distortion", "max_distortion"):
+        np.testing.assert_array_equal(table[col].to_numpy(), expected[col].to_numpy(), err_msg=col)
+    md = paths["table.md"].read_text()
+    assert spec.hash[:12] in md and "white box on c4" in md and "mnist test (embedded)" in md
+    p = expected.loc["pgd2"]
+    assert f"| PGD2 | 12 | {int(p['n_correct'])} |" in md and f"{p['p_success']:.2f}" in md
+    assert "PGD2" in paths["operating_characteristic.html"].read_text()
+
+
+def _write_mnist_idx(directory, images, labels, split: str, gz: bool = False) -> None:
+    """IDX files of ``split`` from float images in [0, 1] (multiples of 1/255) and labels."""
+    import torch
+
+    from smoothlab.data import FILES, write_idx
+
+    ext = ".gz" if gz else ""
+    write_idx(directory / (FILES[(split, "images")] + ext), (images[:, 0] * 255).round().to(torch.uint8).numpy())
+    write_idx(directory / (FILES[(split, "labels")] + ext), labels.numpy().astype(np.uint8))
+
+
+def test_idx_files_as_source_and_the_train_split(reference, tmp_path):
+    """The first 12 embedded test digits written as the *train* IDX files of a directory: the run
+    on (source=DIR, split="train") must give exactly the reference records; the test files
+    (8 other digits, gzipped) are what split="test" reads."""
+    from smoothlab.data import mnist
+
+    x, y = mnist("test")
+    _write_mnist_idx(tmp_path, x[:12], y[:12], "train")
+    _write_mnist_idx(tmp_path, x[12:20].flip(0), y[12:20].flip(0), "test", gz=True)
+    res = run(tiny_spec(source=str(tmp_path), split="train"), workers=0, progress=False)
+    assert (res.spec.source, res.spec.split) == (str(tmp_path), "train")
+    same_records(res.records, reference)
+    other = tiny_spec(n_images=None, image_ids=(0, 7), source=str(tmp_path), split="test",
+                      attacks=(AttackSpec("fgsm", {}, (0.1,)),))
+    rec = run(other, workers=0, progress=False).records.set_index("image_id")
+    assert rec.loc[[0, 7], "label"].tolist() == [int(y[19]), int(y[12])]
+    with pytest.raises(ValueError, match="n_images=12 is out of range for the mnist test split"):
+        run(tiny_spec(source=str(tmp_path), split="test"), workers=0, progress=False)
+
+
+@pytest.mark.slow
+def test_all_six_attacks_bit_identical_across_worker_counts(client2):
+    """Table 1's six attacks (quick settings, 4 images): in-process with shards of 2 images, and
+    on the 2-worker cluster with shards of 4, the same records bit for bit."""
+    spec = BenchSpec.quick(n_images=4, batch_size=2, shard_size=2, device="cpu")
+    assert spec.attack_keys == ("fgsm", "ifgsm", "pgd2", "cw", "spgd2", "scw")
+    one = run(spec, workers=0, progress=False)
+    two = run(spec, client=client2, progress=False)
+    assert two.n_workers == 2 and one.n_shards == two.n_shards == 2
+    same_records(two.records, one.records)
+    whole = run(spec.replace(shard_size=4), client=client2, progress=False)
+    assert whole.n_shards == 1
+    same_records(whole.records, one.records)
+    assert set(one.records["attack"]) == set(spec.attack_keys) and one.records["success"].any()
+
+
+def test_resume_rejects_shards_of_other_images_and_altered_values(reference, tmp_path):
+    import pyarrow.parquet as pq
+
+    spec = tiny_spec()
+    run(spec, workers=0, out=tmp_path, progress=False)
+    path = {k: storage.shard_path(tmp_path, k) for k in range(3)}
+    ids = {k: np.arange(4 * k, 4 * k + 4) for k in range(3)}
+    original = {k: pd.read_parquet(path[k]) for k in range(3)}
+    # shard 0: the file of shard 1 (right spec hash; shard index 1, images 4-7)
+    path[0].write_bytes(path[1].read_bytes())
+    # shard 1: right hash and index, but the metadata lists other images
+    storage.write_shard(tmp_path, spec, 1, ids[1] + 1, original[1])
+    # shard 2: one distortion altered after the fact, every tag (checksum included) copied over
+    meta = {k.decode()[len("smoothlab."):]: json.loads(v) for k, v in pq.read_schema(path[2]).metadata.items()
+            if k.startswith(b"smoothlab.")}
+    assert meta["checksum"] == storage.records_checksum(original[2])
+    altered = original[2].copy()
+    row = altered.index[altered["success"]][0]
+    altered.loc[row, "distortion"] *= 1.01
+    storage.write_parquet(path[2], altered, meta)
+    reasons = {k: storage.read_shard(tmp_path, spec, k, ids[k])[1] for k in range(3)}
+    assert "other images" in reasons[0] and "other images" in reasons[1], reasons
+    assert "does not match its checksum" in reasons[2], reasons
+    # without its checksum, the altered file passes every other check
+    storage.write_parquet(path[2], altered, {k: v for k, v in meta.items() if k != "checksum"})
+    assert storage.read_shard(tmp_path, spec, 2, ids[2])[1] == "no content checksum"
+    storage.write_parquet(path[2], altered, meta)
+    res = run(spec, workers=0, out=tmp_path, progress=False)
+    assert res.invalid == [0, 1, 2] and res.computed == [0, 1, 2] and res.reused == []
+    same_records(res.records, reference)
+    assert storage.read_shard(tmp_path, spec, 2, ids[2])[1] == ""
+
+
+def test_out_folder_with_shards_but_no_spec_json_or_an_unreadable_one(tmp_path):
+    spec = tiny_spec(n_images=4)
+    bare = tmp_path / "bare"
+    (bare / storage.SHARD_DIR).mkdir(parents=True)
+    stray = storage.shard_path(bare, 0)
+    stray.write_bytes(b"a shard of unknown origin")
+    with pytest.raises(FileExistsError, match="different benchmark spec \\(shards/ without a spec.json; this spec"):
+        run(spec, workers=0, out=bare, progress=False)
+    assert stray.read_bytes() == b"a shard of unknown origin" and not (bare / storage.SPEC_FILE).exists()
+    for i, content in enumerate([b"{not json", b"\xff\xfe\x00", b"[1, 2]", b'{"spec": {}}']):
+        folder = tmp_path / f"unreadable-{i}"
+        folder.mkdir()
+        (folder / storage.SPEC_FILE).write_bytes(content)
+        with pytest.raises(FileExistsError, match="different benchmark spec \\(an unreadable spec.json; this spec"):
+            run(spec, workers=0, out=folder, progress=False)
+        assert (folder / storage.SPEC_FILE).read_bytes() == content  # left as it was
+    res = run(spec, workers=0, out=bare, progress=False, overwrite=True)
+    assert res.computed == [0] and res.invalid == [] and res.complete
+    assert json.loads((bare / storage.SPEC_FILE).read_text())["hash"] == spec.hash

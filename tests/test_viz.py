@@ -148,3 +148,10 @@ def test_summary_table():
     assert list(cols[4]) == ["1", "3", "2"]
     # a summary frame is accepted as it is
     assert summary_table(expected).data[0].cells.values[0] == cols[0]
+    # hand-checked (union over budgets, image 3 misclassified): FGSM succeeds on image 0 only
+    # (D = 4); PGD2 on 0, 1, 2 with least distortions 0.9, 1.9, 1.0; C&W on 0, 1 (2.5, 3.0)
+    assert list(cols[1]) == ["4", "4", "4"] and list(cols[2]) == ["3", "3", "3"]  # N', N
+    assert list(cols[3]) == ["0.750", "0.750", "0.750"]  # accuracy N / N'
+    assert list(cols[5]) == ["0.333", "1.000", "0.667"]  # P_suc = N_suc / N
+    assert list(cols[6]) == ["4.000", "1.267", "2.750"]  # D̄ over the successes
+    assert list(cols[8]) == ["4.000", "1.900", "3.000"]  # D_max

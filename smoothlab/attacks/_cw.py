@@ -293,6 +293,19 @@ def cw(
         step that found it (NaN where none did); with a smoother ``extra["latent"]`` its ``z``
         (zeros where none), so that ``x_adv = clamp(x + ŝ_α(z), 0, 1)`` where the attack
         succeeded.
+
+    Examples
+    --------
+    >>> from smoothlab.attacks import cw
+    >>> from smoothlab.data import mnist
+    >>> from smoothlab.models import c4
+    >>> x, y = mnist("test")
+    >>> x, y, model = x[:4], y[:4], c4(pretrained=True)
+    >>> res = cw(model, x, y)                         # the paper's MNIST settings
+    >>> res
+    AttackResult(attack='cw', N=4, P_suc=..., D̄=..., c=15, margin=1, lr=0.1, iterations=100, search_steps=1, abort_early=True, penalty='squared', seconds=...)
+    >>> res.extra["c"].shape                        # the constant 1/λ that found each x_adv
+    torch.Size([4])
     """
     t0 = sync_time(x) if isinstance(x, torch.Tensor) else 0.0
     with eval_mode(model):
@@ -337,5 +350,22 @@ def scw(
     ``α = 0.95``); any other ``smoother=`` of :func:`cw` is accepted but ``None``: for no
     smoothing call :func:`cw` (``None`` still means ``"mnist"``, with a ``DeprecationWarning``).
     Other keyword arguments go to :func:`cw`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from smoothlab.attacks import scw
+    >>> from smoothlab.smoothing import SmoothingSpec
+    >>> from smoothlab.data import mnist
+    >>> from smoothlab.models import c4
+    >>> x, y = mnist("test")
+    >>> x, y, model = x[:4], y[:4], c4(pretrained=True)
+    >>> res = scw(model, x, y)                        # smoother="mnist"
+    >>> res.attack, res.params["smoother"]["kernel"]
+    ('scw', 'laplacian')
+    >>> z = res.extra["latent"]                     # x_adv = clamp(x + ŝ_α(z), 0, 1), eq. (18)
+    >>> S = SmoothingSpec.mnist()(x)
+    >>> bool(torch.allclose((x + S(z)).clamp(0, 1)[res.success], res.x_adv[res.success], atol=1e-5))
+    True
     """
     return cw(model, x, y, smoother=smooth_attack_option(smoother, "scw"), **kwargs)

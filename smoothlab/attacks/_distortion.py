@@ -104,6 +104,19 @@ def fgsm(
         have been built on ``x``.
     target : torch.Tensor, optional
         Target labels ``(B,)`` for a targeted attack.
+
+    Examples
+    --------
+    >>> from smoothlab.attacks import fgsm
+    >>> from smoothlab.data import mnist
+    >>> from smoothlab.models import c4
+    >>> x, y = mnist("test")
+    >>> x, y, model = x[:4], y[:4], c4(pretrained=True)
+    >>> res = fgsm(model, x, y, eps=0.3)
+    >>> res                                         # attack, N images, P_suc, D̄ (L2), parameters
+    AttackResult(attack='fgsm', N=4, P_suc=..., D̄=..., eps=0.3, seconds=...)
+    >>> float((res.x_adv - x).abs().max()) <= 0.3 + 1e-6   # the L∞ budget
+    True
     """
     t0 = sync_time(x) if isinstance(x, torch.Tensor) else 0.0
     with eval_mode(model):
@@ -148,6 +161,19 @@ def ifgsm(
 
     The other parameters are those of :func:`fgsm`. The last iterate is returned (where it is
     adversarial).
+
+    Examples
+    --------
+    >>> from smoothlab.attacks import ifgsm
+    >>> from smoothlab.data import mnist
+    >>> from smoothlab.models import c4
+    >>> x, y = mnist("test")
+    >>> x, y, model = x[:4], y[:4], c4(pretrained=True)
+    >>> res = ifgsm(model, x, y, eps=0.3, step=0.08, iterations=10)
+    >>> res.attack, len(res), res.forward_passes.tolist()  # the input check, 10 iterations, the final prediction
+    ('ifgsm', 4, [12, 12, 12, 12])
+    >>> float((res.x_adv - x).abs().max()) <= 0.3 + 1e-6
+    True
     """
     t0 = sync_time(x) if isinstance(x, torch.Tensor) else 0.0
     with eval_mode(model):
@@ -230,6 +256,23 @@ def pgd2(
 
     The last iterate is returned (where it is adversarial). A zero gradient leaves the image
     unchanged.
+
+    Examples
+    --------
+    Several budgets in one call: a ``(B,)`` tensor of ``eps``, one per image.
+
+    >>> import torch
+    >>> from smoothlab.attacks import pgd2
+    >>> from smoothlab.data import mnist
+    >>> from smoothlab.models import c4
+    >>> x, y = mnist("test")
+    >>> x, y, model = x[:4], y[:4], c4(pretrained=True)
+    >>> eps = torch.tensor([1.0, 2.0, 3.0, 5.0])
+    >>> res = pgd2(model, x, y, eps=eps)
+    >>> bool((res.distortion <= eps + 1e-4).all())  # within each image's L2 budget
+    True
+    >>> res.params["eps"], res.params["smoother"]
+    ([1.0, 2.0, 3.0, 5.0], None)
     """
     t0 = sync_time(x) if isinstance(x, torch.Tensor) else 0.0
     with eval_mode(model):
@@ -283,5 +326,16 @@ def spgd2(
     ``α = 0.95``); any other ``smoother=`` of :func:`pgd2` is accepted but ``None``: for no
     smoothing call :func:`pgd2` (``None`` still means ``"mnist"``, with a ``DeprecationWarning``).
     Other keyword arguments go to :func:`pgd2`.
+
+    Examples
+    --------
+    >>> from smoothlab.attacks import spgd2
+    >>> from smoothlab.data import mnist
+    >>> from smoothlab.models import c4
+    >>> x, y = mnist("test")
+    >>> x, y, model = x[:4], y[:4], c4(pretrained=True)
+    >>> res = spgd2(model, x, y, eps=5.0)            # smoother="mnist": the paper's MNIST smoothing
+    >>> res.attack, res.params["smoother"]["alpha"], res.params["smoother"]["lam"]
+    ('spgd2', 0.95, 10.0)
     """
     return pgd2(model, x, y, smoother=smooth_attack_option(smoother, "spgd2"), **kwargs)

@@ -9,9 +9,11 @@ Layout of ``out/``::
     table.md, table.csv             summary per attack (eq. 20)
     operating_characteristic.html   Figure 2 (eq. 21), Plotly
 
-Each shard file carries in its Parquet metadata the spec hash, its shard index and its
-image indices; a file that cannot be read, belongs to another spec or shard, or does not
-hold exactly the expected records is reported invalid, deleted and recomputed. Files are
+Each shard file carries in its Parquet metadata the spec hash, its shard index, its
+image indices and a checksum of its records (:func:`records_checksum`); a file that cannot be
+read, belongs to another spec or shard, whose content does not match its checksum (altered
+after it was written, or written without one), or does not hold exactly the expected records
+is reported invalid, deleted and recomputed. Files are
 written to a temporary name and renamed, so a crash never leaves half a shard behind.
 
 A folder written by an older smoothlab for the same spec (a ``spec.json`` of an older
@@ -22,6 +24,7 @@ A folder written by an older smoothlab for the same spec (a ``spec.json`` of an 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -43,6 +46,7 @@ __all__ = [
     "shard_path",
     "write_shard",
     "read_shard",
+    "records_checksum",
     "write_parquet",
 ]
 
@@ -100,13 +104,41 @@ def _read_metadata(path: Path) -> dict[str, Any]:
     return out
 
 
+def records_checksum(records: pd.DataFrame) -> str:
+    """``"sha256:..."`` of a frame's content: its length, then per column the name, the kind and the
+    values in a canonical byte form (bool as uint8, integers as int64, floats as float64 with a
+    single NaN, anything else as text). A frame and its Parquet round trip get the same checksum.
+    """
+    h = hashlib.sha256(f"{len(records)}\n".encode())
+    for name in records.columns:
+        col = records[name]
+        if pd.api.types.is_bool_dtype(col):
+            kind, data = "b", col.to_numpy(dtype=np.uint8).tobytes()
+        elif pd.api.types.is_integer_dtype(col):
+            kind, data = "i", col.to_numpy(dtype="<i8").tobytes()
+        elif pd.api.types.is_float_dtype(col):
+            v = col.to_numpy(dtype="<f8")
+            kind, data = "f", np.where(np.isnan(v), np.nan, v).astype("<f8").tobytes()
+        else:
+            kind, data = "s", "\0".join(map(str, col.tolist())).encode()
+        h.update(f"{name}\0{kind}\0{len(data)}\0".encode())
+        h.update(data)
+    return "sha256:" + h.hexdigest()
+
+
 def write_shard(out: Path, spec: BenchSpec, index: int, image_ids: np.ndarray, records: pd.DataFrame) -> Path:
-    """Write the records of one shard, tagged with the spec hash, shard index and images."""
+    """Write the records of one shard, tagged with the spec hash, shard index, images and the
+    checksum of the records."""
     path = shard_path(out, index)
     write_parquet(
         path,
         records,
-        {"spec_hash": spec.hash, "shard_index": int(index), "image_ids": [int(i) for i in image_ids]},
+        {
+            "spec_hash": spec.hash,
+            "shard_index": int(index),
+            "image_ids": [int(i) for i in image_ids],
+            "checksum": records_checksum(records),
+        },
     )
     return path
 
@@ -143,7 +175,12 @@ def read_shard(out: Path, spec: BenchSpec, index: int, image_ids: np.ndarray) ->
             return None, f"written for another spec (hash {str(meta.get('spec_hash'))[:12]})"
         if meta.get("shard_index") != index or meta.get("image_ids") != [int(i) for i in image_ids]:
             return None, "written for other images (shard index or image ids differ)"
-        df = validate_records(pq.read_table(path).to_pandas(), f"shard file {path.name}")
+        raw = pq.read_table(path).to_pandas()
+        if "checksum" not in meta:
+            return None, "no content checksum"
+        if meta["checksum"] != records_checksum(raw):
+            return None, "content does not match its checksum (altered after it was written)"
+        df = validate_records(raw, f"shard file {path.name}")
     except Exception as exc:  # unreadable / corrupt file: recompute it
         return None, f"unreadable ({type(exc).__name__}: {exc})"
     # A NaN budget where the attack had budgets is a protocol error; encode NaN as -1 for the set.
@@ -190,10 +227,12 @@ def prepare_out(out: Path, spec: BenchSpec, overwrite: bool) -> Path:
         try:
             text = spec_file.read_text()
             data = json.loads(text)
-            ours = data.get("hash") == spec.hash
             other = data.get("hash")
+            if not isinstance(other, str):
+                raise ValueError(f"no spec hash in {SPEC_FILE}")
+            ours = other == spec.hash
         except (OSError, ValueError, AttributeError):
-            other = "unreadable"
+            other = f"an unreadable {SPEC_FILE}"
         if other is not None and not ours and _older_version_of(text, data, spec):
             log.warning(
                 "%s holds this spec written by an older smoothlab (spec version %s): its shards will be recomputed",
@@ -205,12 +244,13 @@ def prepare_out(out: Path, spec: BenchSpec, overwrite: bool) -> Path:
                 with contextlib.suppress(OSError):
                     (out / name).unlink()
     elif (out / SHARD_DIR).exists():
-        other = "unknown (shards/ without spec.json)"
+        other = f"{SHARD_DIR}/ without a {SPEC_FILE}"
     if overwrite or (other is not None and not ours):
         if not overwrite:
             raise FileExistsError(
-                f"output folder {out} holds results of a different benchmark spec (hash {str(other)[:12]}, this spec "
-                f"{spec.hash[:12]}); pass overwrite=True to replace them, or choose another folder"
+                f"output folder {out} holds results of a different benchmark spec "
+                f"({other if ' ' in str(other) else f'hash {str(other)[:12]}'}; this spec has hash {spec.hash[:12]}); "
+                "pass overwrite=True to replace them, or choose another folder"
             )
         shutil.rmtree(out / SHARD_DIR, ignore_errors=True)
         ours = False

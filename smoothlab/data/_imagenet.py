@@ -378,8 +378,13 @@ def imagenet_samples(*, download: bool = True, verify: bool = False) -> Path:
     return _download_samples(cached, where)
 
 
+def samples_url() -> str:
+    """The address of the pinned archive of :data:`IMAGENET_SAMPLES_REPO`."""
+    return f"https://github.com/{IMAGENET_SAMPLES_REPO}/archive/{IMAGENET_SAMPLES_COMMIT}.zip"
+
+
 def _download_samples(target: Path, where: str) -> Path:
-    url = f"https://github.com/{IMAGENET_SAMPLES_REPO}/archive/{IMAGENET_SAMPLES_COMMIT}.zip"
+    url = samples_url()
     try:
         payload = _fetch(url)
     except (urllib.error.URLError, OSError, TimeoutError) as err:
@@ -396,8 +401,9 @@ def _download_samples(target: Path, where: str) -> Path:
                 if not info.is_dir() and _FLAT_NAME.match(Path(name).stem) and name.lower().endswith(_IMAGE_SUFFIXES):
                     (tmp / name).write_bytes(zf.read(info))
         digest = _folder_digest(tmp)
-        if digest != IMAGENET_SAMPLES_SHA256:
-            raise ValueError(f"downloaded ImageNet sample has SHA-256 {digest}, expected {IMAGENET_SAMPLES_SHA256}")
+        expected = IMAGENET_SAMPLES_SHA256
+        if digest != expected:
+            raise ValueError(f"downloaded ImageNet sample from {url} has SHA-256 {digest}, expected {expected}")
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
