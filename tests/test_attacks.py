@@ -598,7 +598,17 @@ def _bad_inputs(x: torch.Tensor, y: torch.Tensor) -> list[tuple[str, dict[str, A
     ]
 
 
-@pytest.mark.parametrize("case", range(36))
+def _bad_input_id(case: tuple[str, dict[str, Any], type, str]) -> str:
+    """``fgsm-eps-eps must be in``: the attack(s), the arguments changed and the expected message."""
+    which, change, _, match = case
+    return f"{which}-{'+'.join(change)}-{match.replace(chr(92), '')}"
+
+
+# readable test ids, from the cases built on stand-in data (the test rebuilds them on its fixture)
+_BAD_INPUT_IDS = [_bad_input_id(c) for c in _bad_inputs(torch.zeros(6, 1, 4, 4, dtype=DT), torch.zeros(6, dtype=torch.long))]
+
+
+@pytest.mark.parametrize("case", range(36), ids=_BAD_INPUT_IDS)
 def test_bad_input_is_refused(case: int, net_data) -> None:
     model, x, y = net_data
     cases = _bad_inputs(x, y)

@@ -112,6 +112,7 @@ def test_spec_json_hash_and_defaults():
         (lambda: parse_images("0:a"), "malformed images"),
         (lambda: tiny_spec().with_budgets({"cw": (1.0,)}), "not in this spec"),
     ],
+    ids=lambda v: v if isinstance(v, str) else "",
 )
 def test_spec_errors(make, match):
     with pytest.raises((ValueError, TypeError), match=match):

@@ -92,6 +92,7 @@ def test_bench_quick_end_to_end(tmp_path):
         (["--attacks", "fgsm", "--n-images", "2", "--scheduler", "tcp://127.0.0.1:1", "--connect-timeout", "1"],
          "could not reach the Dask scheduler"),
     ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else "",
 )
 def test_bench_errors(args, message, tmp_path, capsys):
     status = main(["bench", "--quick", "--no-progress", "--out", str(tmp_path / "o"), *args])
@@ -135,6 +136,7 @@ def test_table_3_runs_both_targets(tmp_path, capsys):
         (["--table", "2", "--transfer-to", "c4-adv"], "white-box scenario"),
         (["--table", "1", "--model", "c4-adv"], "drop --model"),
     ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else "",
 )
 def test_table_errors(args, message, tmp_path, capsys):
     status = main(["bench", "--quick", "--attacks", "fgsm", "--no-progress", "--out", str(tmp_path), *args])

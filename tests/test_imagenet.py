@@ -453,7 +453,7 @@ def test_bench_on_photos_end_to_end(photo_folder: Path, tmp_path: Path) -> None:
     assert set(records["attack"]) == {"fgsm", "ifgsm", "pgd2", "cw", "spgd2", "scw"}
     assert records.loc[records["image_id"] == 2, "label"].unique().tolist() == [967]  # sorted: cat, missile, espresso
     pd_summary = summary(records)
-    assert np.allclose(result.summary["P_suc"].to_numpy(float), pd_summary["P_suc"].to_numpy(float))
+    assert np.allclose(result.summary["p_success"].to_numpy(float), pd_summary["p_success"].to_numpy(float))
     text = (tmp_path / "out" / "table.md").read_text()
     assert "Budget grids" in text and "PGD2: eps in {0.5, 2}" in text
 

@@ -81,7 +81,7 @@ def _brute_force(x: np.ndarray, g: np.ndarray, sd: float, sr: float, r: int, dis
 # ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
 def test_constant_image_unchanged(dtype: torch.dtype) -> None:
     gen = torch.Generator().manual_seed(0)
     for shape in [(2, 3, 9, 11), (1, 1, 4, 3)]:
@@ -203,7 +203,14 @@ def test_gradcheck_magnify() -> None:
 # ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("options", [{}, dict(MAGNIFY_AUTHORS_CODE), {"beta": 0.0, "radius": 4}])
+@pytest.mark.parametrize(
+    "options",
+    [
+        pytest.param({}, id="defaults"),
+        pytest.param(dict(MAGNIFY_AUTHORS_CODE), id="authors-code"),
+        pytest.param({"beta": 0.0, "radius": 4}, id="beta0-radius4"),
+    ],
+)
 def test_mag_invariant_to_adding_a_constant(options: dict) -> None:
     x = 0.1 + 0.5 * _to_torch(_astronaut()[:40, :40])
     m = magnify(x, **options)
