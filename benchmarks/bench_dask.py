@@ -4,7 +4,7 @@ Measures, on one spec (default: the six attacks of Table 1 with the paper's MNIS
 parameters and budgets on the first 100 images of the embedded MNIST test split, shards of
 10 images; ``--full`` for the whole default run, 1,000 images):
 
-1. in-process loop over the shards (``client=False``, 1 torch thread);
+1. in-process loop over the shards (``workers=0``, 1 torch thread);
 2. Dask, an already running LocalCluster with 1 worker process (1 thread);
 3. Dask, an already running LocalCluster with 2 worker processes;
 4. Dask end to end with ``run()`` starting and closing its own 2-worker cluster (cold).
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     cached_dataset(spec)
     cached_model(spec)
     t = time.perf_counter()
-    ref = run(spec, client=False, progress=False)
+    ref = run(spec, workers=0, progress=False)
     t_inproc = time.perf_counter() - t
     print(f"in-process loop              : {t_inproc:8.2f} s  ({ref.n_shards} shards){busy(ref, t_inproc, 1)}")
     sys.stdout.flush()

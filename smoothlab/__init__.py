@@ -7,6 +7,7 @@ Zhang, Avrithis, Furon, Amsaleg, *Smooth Adversarial Examples*. The public API:
   differentiable version ``ŝ_alpha`` (eq. 9); :class:`SmoothingSpec` builds one per batch;
 - :mod:`smoothlab.attacks` -- FGSM, I-FGSM, PGD2, C&W and their smooth versions;
 - :mod:`smoothlab.metrics` -- the evaluation protocol of section 5.1;
+- :mod:`smoothlab.perturbations` -- is a perturbation smooth like its image (contrast across edges)?
 - :func:`magnify`, :func:`bilateral`, :func:`visibility` -- adversarial magnification (appendix A), in :mod:`smoothlab.magnification`;
 - :mod:`smoothlab.models`, :mod:`smoothlab.data`, :mod:`smoothlab.bench`, :mod:`smoothlab.viz`.
 
@@ -33,7 +34,19 @@ _LAZY_NAMES = {
     "MAGNIFY_PAPER": "smoothlab.magnification",
     "MAGNIFY_AUTHORS_CODE": "smoothlab.magnification",
 }
-_SUBMODULES = {"graph", "smoothing", "attacks", "metrics", "magnification", "models", "data", "bench", "viz", "cli"}
+_SUBMODULES = {
+    "graph",
+    "smoothing",
+    "attacks",
+    "metrics",
+    "perturbations",
+    "magnification",
+    "models",
+    "data",
+    "bench",
+    "viz",
+    "cli",
+}
 
 __all__ = sorted(_LAZY_NAMES) + sorted(_SUBMODULES) + ["__version__"]
 

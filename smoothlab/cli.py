@@ -37,6 +37,10 @@ examples:
   smoothlab bench --quick                     smoke run (20 images, few budgets), seconds
   smoothlab bench                             Table 1 on the embedded MNIST test split (1,000 images)
   smoothlab bench --attacks pgd2,spgd2 --budgets 'pgd2=1,2,3;spgd2=2,4'
+  smoothlab bench --attacks spgd2,spgd2-authors,cw,scw,ddn,fmn,sddn,sfmn
+                                              eq. 12 vs the authors' sPGD2 loop, and the
+                                              minimal-norm attacks with and without smoothing
+  smoothlab bench --source DIR --download      Table 1 on full MNIST (IDX files in DIR)
   smoothlab bench --table 2 --out t2          Table 2: white box against the adversarially trained C4
   smoothlab bench --table 3 --out t3          Table 3: crafted on C4 with one budget per attack,
                                               evaluated on c4-bilateral (t3/c4-bilateral/) and
@@ -97,13 +101,15 @@ def _add_what_options(what: argparse._ArgumentGroup) -> None:
     what.add_argument(
         "--attacks",
         metavar="LIST",
-        help="comma-separated attacks among fgsm,ifgsm,pgd2,cw,spgd2,scw (default: all six, Table 1 order)",
+        help="comma-separated attacks among fgsm,ifgsm,pgd2,cw,spgd2,scw (default: all six, Table 1 order) and "
+        "spgd2-authors (sPGD2 with the authors' loop), ddn, fmn, sddn, sfmn (minimal-norm attacks, smooth versions)",
     )
     what.add_argument(
         "--budgets",
         metavar="SPEC",
-        help="budgets eps per attack, replacing the defaults: 'pgd2=1,2,3;fgsm=0.1,0.3' (defaults: the grids "
-        "printed with every table, smoothlab.bench.DEFAULT_BUDGETS / IMAGENET_BUDGETS; cw/scw run once)",
+        help="budgets eps per attack, replacing the defaults: 'pgd2=1,2,3;fgsm=0.1,0.3' (defaults, printed with "
+        "every table: the authors' Table 1 grids, smoothlab.bench.TABLE1_BUDGETS, for --table 1; their Table 2 "
+        "grids, TABLE2_BUDGETS, for --table 2; IMAGENET_BUDGETS on ImageNet; cw/scw/ddn/fmn run once)",
     )
     what.add_argument("--n-images", type=int, metavar="N", help="evaluate the first N images of the split (default: all)")
     what.add_argument("--images", metavar="IDS", help="explicit image indices instead: '0:100' or '3,5,7'")
@@ -165,8 +171,8 @@ def _add_how_options(how: argparse._ArgumentGroup) -> None:
     how.add_argument("--scheduler", metavar="ADDRESS", help="address of a running Dask scheduler (tcp://HOST:PORT)")
     how.add_argument("--connect-timeout", type=float, default=10.0, metavar="S", help="seconds to wait for --scheduler (default: 10)")
     how.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to run the attacks (default: auto)")
-    how.add_argument("--shard-size", type=int, metavar="N", help="images per shard/task (default: 100, --quick: 10)")
-    how.add_argument("--batch-size", type=int, metavar="N", help="images per attack call (default: 50, --quick: 10)")
+    how.add_argument("--shard-size", type=int, metavar="N", help="images per shard/task (default: 100 digits or 20 photos; --quick: 10 or 2)")
+    how.add_argument("--batch-size", type=int, metavar="N", help="images per attack call (default: 50 digits or 5 photos; --quick: 10 or 2)")
     how.add_argument("--out", type=Path, default=Path("smoothlab-out"), help="output folder (default: ./smoothlab-out)")
     how.add_argument("--overwrite", action="store_true", help="discard the results already in --out (needed if they belong to another spec)")
     how.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -216,7 +222,9 @@ def _specs_from_args(args: argparse.Namespace) -> list[tuple[str | None, object]
         fields["shard_size"] = args.shard_size
     if args.batch_size is None and args.shard_size is not None and args.shard_size >= 1:
         # keep batches aligned: a batch never larger than a shard, and dividing it
-        default = int(fields.get("batch_size", 50))  # type: ignore[arg-type]
+        from smoothlab.bench.spec import DATASETS
+
+        default = int(fields.get("batch_size") or DATASETS[args.dataset]["batch_size"])  # type: ignore[arg-type]
         fields["batch_size"] = next(d for d in range(min(default, args.shard_size), 0, -1) if args.shard_size % d == 0)
     specs = []
     for target in targets:

@@ -24,6 +24,9 @@ column              dtype      meaning
                                (appendix A); NaN where the attack failed, and where it was
                                not computed. *Optional on input*: records without it get a
                                NaN column
+``ssim``            float64    :func:`smoothlab.similarity.ssim` ``(x_o, x_a)``, the structural
+                               similarity (1: identical); NaN where the attack failed or it was
+                               not computed. *Optional on input*, like ``visibility``
 ``forward_passes``  int64      forward passes spent on this image
 ``backward_passes`` int64      backward passes spent on this image
 ``seconds``         float64    wall time of the attack call divided evenly over its batch
@@ -37,8 +40,9 @@ Every statistic is computed from records by the functions of this module:
 - :func:`mean_distortion` -- conditional average distortion ``D̄`` over successes (eq. 20);
 - :func:`mean_visibility` -- average visibility ``V̄`` over the successes (the same
   conditioning as ``D̄``; successes whose visibility was not computed are left out);
+- :func:`mean_ssim` -- average SSIM over the successes, conditioned the same way;
 - :func:`operating_characteristic` -- ``P(D)`` as a step function (eq. 21);
-- :func:`summary` -- one row per attack: ``N'``, ``N``, accuracy, ``N_suc``, ``P_suc``, ``D̄``, ``V̄``.
+- :func:`summary` -- one row per attack: ``N'``, ``N``, accuracy, ``N_suc``, ``P_suc``, ``D̄``, ``V̄``, SSIM.
 
 Under transferability (sec. 5.4) the records hold the *target* model's predictions: ``correct``
 says the target classifies the original, ``success`` that it misclassifies the adversarial
@@ -81,6 +85,7 @@ __all__ = [
     "success_probability",
     "mean_distortion",
     "mean_visibility",
+    "mean_ssim",
     "operating_characteristic",
     "operating_characteristics",
     "summary",
@@ -101,13 +106,17 @@ RECORD_COLUMNS: dict[str, str] = {
     "success": "bool",
     "distortion": "float64",
     "visibility": "float64",
+    "ssim": "float64",
     "forward_passes": "int64",
     "backward_passes": "int64",
     "seconds": "float64",
 }
 
-#: The order of Table 1; other attacks follow in alphabetical order.
-ATTACK_ORDER: tuple[str, ...] = ("fgsm", "ifgsm", "pgd2", "cw", "spgd2", "scw")
+#: The order of Table 1 (the minimal-norm attacks DDN and FMN, not in the paper, after C&W and
+#: their smooth versions after sC&W); other attacks follow in alphabetical order.
+ATTACK_ORDER: tuple[str, ...] = (
+    "fgsm", "ifgsm", "pgd2", "cw", "ddn", "fmn", "spgd2", "spgd2-authors", "scw", "sddn", "sfmn"
+)
 
 #: Display names used in tables and figures (as printed in the paper).
 ATTACK_LABELS: dict[str, str] = {
@@ -117,11 +126,16 @@ ATTACK_LABELS: dict[str, str] = {
     "cw": "C&W",
     "spgd2": "sPGD2",
     "scw": "sC&W",
+    "spgd2-authors": "sPGD2 (authors' loop)",
+    "ddn": "DDN",
+    "fmn": "FMN",
+    "sddn": "sDDN",
+    "sfmn": "sFMN",
 }
 
 #: Columns of :data:`RECORD_COLUMNS` that records may lack (:func:`validate_records` adds
 #: them, filled with NaN): records made before they existed, or by hand.
-OPTIONAL_RECORD_COLUMNS: tuple[str, ...] = ("visibility",)
+OPTIONAL_RECORD_COLUMNS: tuple[str, ...] = ("visibility", "ssim")
 #: Integer columns that count something (>= 0).
 _NON_NEGATIVE_COLUMNS = ("image_id", "forward_passes", "backward_passes")
 
@@ -257,6 +271,11 @@ def _check_distortion_and_visibility(df: pd.DataFrame, name: str) -> None:
     if np.any(bad_v):
         raise ValueError(f"{name}['visibility'] must be finite and >= 0 (or NaN: not computed), got {v[bad_v][0]}")
     df.loc[~succ, "visibility"] = np.nan  # like the distortion, it makes no sense for a failure
+    q = df["ssim"].to_numpy()
+    bad_q = succ & ~np.isnan(q) & ~(np.isfinite(q) & (q >= -1) & (q <= 1))
+    if np.any(bad_q):
+        raise ValueError(f"{name}['ssim'] must be in [-1, 1] (or NaN: not computed), got {q[bad_q][0]}")
+    df.loc[~succ, "ssim"] = np.nan
 
 
 def _check_consistency(df: pd.DataFrame, name: str) -> None:
@@ -300,6 +319,7 @@ def records_from_result(
     budget: float | Sequence[float] | Any | None = None,
     x: Any = None,
     visibility_options: dict[str, Any] | None = None,
+    visibility: bool = True,
 ) -> pd.DataFrame:
     """Turn one attack call into per-image records (one row per image of the batch).
 
@@ -318,11 +338,15 @@ def records_from_result(
     x : torch.Tensor, optional
         The original images ``(B, C, H, W)`` given to the attack. When given, the
         ``visibility`` column is :func:`smoothlab.magnification.visibility` ``(x, result.x_adv)``
-        for the successes (computed for those images only, without gradients); otherwise
-        it is NaN.
+        and the ``ssim`` column :func:`smoothlab.similarity.ssim` ``(x, result.x_adv)`` for the
+        successes (computed for those images only, without gradients); otherwise they are NaN.
+        SSIM stays NaN for images smaller than its 7x7 window.
     visibility_options : dict, optional
         Keyword arguments of :func:`smoothlab.magnification.visibility` (magnification options);
         default: its defaults.
+    visibility : bool
+        Compute the ``visibility`` column when ``x`` is given (default); ``False`` leaves it NaN
+        (the SSIM, much cheaper, is still computed).
 
     Returns
     -------
@@ -363,8 +387,12 @@ def records_from_result(
     pred_clean = per_image(result.pred_clean, "result.pred_clean").astype("int64")
     seconds = float(result.seconds)
     vis = np.full(b, np.nan, dtype="float64")
+    sim = np.full(b, np.nan, dtype="float64")
     if x is not None:
-        vis = _visibility_of_successes(x, result, success.astype(bool), visibility_options)
+        _check_originals(x, result, b)
+        if visibility:
+            vis = _visibility_of_successes(x, result, success.astype(bool), visibility_options)
+        sim = _ssim_of_successes(x, result, success.astype(bool))
     df = pd.DataFrame(
         {
             "image_id": ids.astype("int64"),
@@ -377,12 +405,42 @@ def records_from_result(
             "success": success.astype(bool),
             "distortion": np.where(success, distortion, np.nan),
             "visibility": vis,
+            "ssim": sim,
             "forward_passes": per_image(result.forward_passes, "result.forward_passes").astype("int64"),
             "backward_passes": per_image(result.backward_passes, "result.backward_passes").astype("int64"),
             "seconds": np.full(b, seconds / b, dtype="float64"),
         }
     )
     return validate_records(df, "records built from result")
+
+
+def _check_originals(x: Any, result: Any, b: int) -> None:
+    """``x`` must be the ``(B, C, H, W)`` tensor of originals matching ``result.x_adv``."""
+    import torch
+
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be the torch.Tensor of original images given to the attack, got {type(x).__name__}")
+    x_adv = getattr(result, "x_adv", None)
+    if not isinstance(x_adv, torch.Tensor) or x.shape != x_adv.shape or x.shape[0] != b:
+        raise ValueError(
+            f"x must have the shape of result.x_adv {tuple(getattr(x_adv, 'shape', ()))} with {b} images, "
+            f"got {tuple(x.shape)}"
+        )
+
+
+def _ssim_of_successes(x: Any, result: Any, success: np.ndarray) -> np.ndarray:
+    """``ssim(x_o, x_a)`` for the successful images of a batch, NaN elsewhere (and for images
+    smaller than the SSIM window)."""
+    import torch
+
+    from smoothlab.similarity import SSIM_WINDOW, ssim
+
+    out = np.full(success.shape[0], np.nan, dtype="float64")
+    if success.any() and min(x.shape[-2:]) >= SSIM_WINDOW:
+        idx = torch.from_numpy(np.flatnonzero(success)).to(x.device)
+        xa = result.x_adv.detach()[idx].to(x.dtype).clamp(0.0, 1.0)
+        out[success] = ssim(x.detach()[idx], xa).cpu().numpy()
+    return out
 
 
 def _visibility_of_successes(x: Any, result: Any, success: np.ndarray, options: dict[str, Any] | None) -> np.ndarray:
@@ -392,14 +450,7 @@ def _visibility_of_successes(x: Any, result: Any, success: np.ndarray, options: 
     from smoothlab.magnification import visibility
 
     b = success.shape[0]
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be the torch.Tensor of original images given to the attack, got {type(x).__name__}")
-    x_adv = getattr(result, "x_adv", None)
-    if not isinstance(x_adv, torch.Tensor) or x.shape != x_adv.shape or x.shape[0] != b:
-        raise ValueError(
-            f"x must have the shape of result.x_adv {tuple(getattr(x_adv, 'shape', ()))} with {b} images, "
-            f"got {tuple(x.shape)}"
-        )
+    x_adv = result.x_adv
     out = np.full(b, np.nan, dtype="float64")
     if success.any():
         idx = torch.from_numpy(np.flatnonzero(success)).to(x.device)
@@ -429,8 +480,8 @@ def union_over_budgets(records: pd.DataFrame) -> pd.DataFrame:
     pandas.DataFrame
         Records with one row per ``(image_id, attack)``, sorted by ``(attack, image_id)``:
         ``success`` = any run succeeded; ``distortion`` = least distortion over successful
-        runs (NaN for a failure); ``budget``, ``pred_adv`` and ``visibility`` = those of the run
-        that gave this least distortion (for a failure: NaN and the prediction of the largest-budget
+        runs (NaN for a failure); ``budget``, ``pred_adv``, ``visibility`` and ``ssim`` = those of
+        the run that gave this least distortion (for a failure: NaN and the prediction of the largest-budget
         run); ``forward_passes``, ``backward_passes`` and ``seconds`` = totals over all runs
         (the cost of the whole protocol); ``n_runs`` = number of runs merged.
 
@@ -549,8 +600,24 @@ def mean_visibility(records: pd.DataFrame, attack: str | None = None) -> float:
     return _mean_visibility(kept)
 
 
-def _mean_visibility(kept: pd.DataFrame) -> float:
-    v = kept.loc[kept["success"], "visibility"].to_numpy(dtype="float64")
+def mean_ssim(records: pd.DataFrame, attack: str | None = None) -> float:
+    """Average SSIM (:func:`smoothlab.similarity.ssim`) over the successes, conditioned like ``D̄``.
+
+    After the union over budgets (each image keeps the SSIM of its least-distortion successful
+    run), over correctly classified images only; successes without an SSIM (NaN) are left out.
+    NaN when no success has one.
+
+    Raises
+    ------
+    ValueError
+        Invalid records, an ambiguous or unknown ``attack``, or no correctly classified image.
+    """
+    kept = _correct_only(_select(records, attack, "mean_ssim"), "mean_ssim")
+    return _mean_visibility(kept, "ssim")
+
+
+def _mean_visibility(kept: pd.DataFrame, column: str = "visibility") -> float:
+    v = kept.loc[kept["success"], column].to_numpy(dtype="float64")
     v = v[~np.isnan(v)]
     return float(np.sum(v) / v.size) if v.size else math.nan
 
@@ -620,6 +687,7 @@ SUMMARY_COLUMNS: dict[str, str] = {
     "p_success": "P_suc",
     "mean_distortion": "D̄",
     "mean_visibility": "V̄",
+    "mean_ssim": "SSIM",
     "max_distortion": "D_max",
     "forward_passes": "fwd/img",
     "backward_passes": "bwd/img",
@@ -643,11 +711,12 @@ def summary(records: pd.DataFrame) -> pd.DataFrame:
         ``accuracy`` (N / N'), ``n_success`` (N_suc), ``p_success`` (P_suc = N_suc / N,
         eq. 20), ``mean_distortion`` (D̄, eq. 20, conditional on success),
         ``mean_visibility`` (V̄: mean visibility over the successes, see
-        :func:`mean_visibility`), ``max_distortion`` (D_max of eq. 21), ``forward_passes`` and ``backward_passes``
+        :func:`mean_visibility`), ``mean_ssim`` (SSIM: mean structural similarity over the
+        successes, :func:`mean_ssim`), ``max_distortion`` (D_max of eq. 21), ``forward_passes`` and ``backward_passes``
         (mean per correctly classified image, all budgets together) and ``seconds``
         (total over all records of the attack, misclassified images included).
-        ``mean_distortion``/``mean_visibility``/``max_distortion`` are NaN when
-        ``n_success = 0`` (``mean_visibility`` also when no visibility was computed) and
+        ``mean_distortion``/``mean_visibility``/``mean_ssim``/``max_distortion`` are NaN when
+        ``n_success = 0`` (``mean_visibility``/``mean_ssim`` also when none was computed) and
         ``p_success`` is NaN when ``n_correct = 0`` (undefined statistics).
 
     Examples
@@ -687,6 +756,7 @@ def summary(records: pd.DataFrame) -> pd.DataFrame:
                 "p_success": d.size / n if n else math.nan,
                 "mean_distortion": float(np.sum(d) / d.size) if d.size else math.nan,
                 "mean_visibility": _mean_visibility(kept),
+                "mean_ssim": _mean_visibility(kept, "ssim"),
                 "max_distortion": float(np.max(d)) if d.size else math.nan,
                 "forward_passes": float(kept["forward_passes"].sum()) / n if n else math.nan,
                 "backward_passes": float(kept["backward_passes"].sum()) / n if n else math.nan,

@@ -90,12 +90,16 @@ FAST: dict[str, dict[str, Any]] = {
     "cw": {"iterations": 30, "search_steps": 2, "margin": 0.1},
     "spgd2": {"eps": 1.0, "step": 0.5, "iterations": 5, "smoother": SmoothingSpec.mnist()},
     "scw": {"iterations": 30, "search_steps": 2, "margin": 0.1, "smoother": SmoothingSpec.mnist()},
+    "ddn": {"steps": 20},
+    "fmn": {"steps": 20},
+    "sddn": {"steps": 20, "smoother": SmoothingSpec.mnist()},
+    "sfmn": {"steps": 20, "smoother": SmoothingSpec.mnist()},
 }
 
 
 # ----------------------------------------------------------------------------- API and result
 def test_registry_names() -> None:
-    assert set(ATTACKS) == {"fgsm", "ifgsm", "pgd2", "cw", "spgd2", "scw"}
+    assert set(ATTACKS) == {"fgsm", "ifgsm", "pgd2", "cw", "spgd2", "scw", "ddn", "fmn", "sddn", "sfmn"}
     assert ATTACKS["pgd2"] is pgd2 and ATTACKS["scw"] is scw
 
 

@@ -98,21 +98,20 @@ def test_spec_json_hash_and_defaults():
 @pytest.mark.parametrize(
     "make, match",
     [
-        (lambda: AttackSpec("deepfool"), "unknown attack 'deepfool'"),
-        (lambda: AttackSpec("pgd2", {}, (1.0, -2.0)), "budgets"),
-        (lambda: AttackSpec("pgd2", {}, (1.0, 1.0)), "distinct"),
-        (lambda: AttackSpec("pgd2", {"eps": 3.0}, (1.0,)), "budgets="),
-        (lambda: tiny_spec(shard_size=5), "multiple of batch_size"),
-        (lambda: tiny_spec(image_ids=(1, 2)), "either n_images or image_ids"),
-        (lambda: tiny_spec(model="resnet"), "model"),
-        (lambda: tiny_spec(attacks=(AttackSpec("fgsm"), AttackSpec("fgsm"))), "distinct"),
-        (lambda: tiny_spec(device="tpu"), "device"),
-        (lambda: parse_budgets("pgd2:1,2"), "malformed budgets"),
-        (lambda: parse_budgets("pgd2=1,x"), "number"),
-        (lambda: parse_images("0:a"), "malformed images"),
-        (lambda: tiny_spec().with_budgets({"cw": (1.0,)}), "not in this spec"),
+        pytest.param(lambda: AttackSpec("deepfool"), "unknown attack 'deepfool'", id="AttackSpec(deepfool)"),
+        pytest.param(lambda: AttackSpec("pgd2", {}, (1.0, -2.0)), "budgets", id="AttackSpec(pgd2, {}, (1.0, -2.0))"),
+        pytest.param(lambda: AttackSpec("pgd2", {}, (1.0, 1.0)), "distinct", id="AttackSpec(pgd2, {}, (1.0, 1.0))"),
+        pytest.param(lambda: AttackSpec("pgd2", {"eps": 3.0}, (1.0,)), "budgets=", id="AttackSpec(pgd2, {eps: 3.0}, (1.0,))"),
+        pytest.param(lambda: tiny_spec(shard_size=5), "multiple of batch_size", id="spec(shard_size=5)"),
+        pytest.param(lambda: tiny_spec(image_ids=(1, 2)), "either n_images or image_ids", id="spec(image_ids=(1, 2))"),
+        pytest.param(lambda: tiny_spec(model="resnet"), "model", id="spec(model=resnet)"),
+        pytest.param(lambda: tiny_spec(attacks=(AttackSpec("fgsm"), AttackSpec("fgsm"))), "distinct", id="spec(attacks=(AttackSpec(fgsm), AttackSpec(fgsm)))"),
+        pytest.param(lambda: tiny_spec(device="tpu"), "device", id="spec(device=tpu)"),
+        pytest.param(lambda: parse_budgets("pgd2:1,2"), "malformed budgets", id="parse_budgets(pgd2:1,2)"),
+        pytest.param(lambda: parse_budgets("pgd2=1,x"), "number", id="parse_budgets(pgd2=1,x)"),
+        pytest.param(lambda: parse_images("0:a"), "malformed images", id="parse_images(0:a)"),
+        pytest.param(lambda: tiny_spec().with_budgets({"cw": (1.0,)}), "not in this spec", id="spec().with_budgets({cw: (1.0,)})"),
     ],
-    ids=lambda v: v if isinstance(v, str) else "",
 )
 def test_spec_errors(make, match):
     with pytest.raises((ValueError, TypeError), match=match):
@@ -349,6 +348,37 @@ def test_register_model_errors():
         unregister_model("never-registered")
     with pytest.raises(ValueError, match="model must be one of"):
         tiny_spec(model="never-registered")
+
+
+def test_re_registered_model_is_rebuilt_not_taken_from_the_cache():
+    """The registry's version of a name is part of the worker cache key (no registry -> cache import)."""
+    import torch
+
+    from smoothlab.bench.shard import cached_model
+    from smoothlab.models import model_version
+
+    def factory(scale: float):
+        def build(device):
+            net = torch.nn.Linear(784, 10).to(device)
+            net.scale = scale
+            return net
+
+        return build
+
+    register_model("scaled", factory(1.0))
+    try:
+        v1 = model_version("scaled")
+        spec = tiny_spec(model="scaled")
+        first = cached_model(spec)
+        assert cached_model(spec) is first and first.scale == 1.0  # cached
+        register_model("scaled", factory(2.0), overwrite=True)
+        assert model_version("scaled") == v1 + 1
+        second = cached_model(spec)
+        assert second is not first and second.scale == 2.0
+        assert model_version("c4") == 0
+    finally:
+        unregister_model("scaled")
+    assert model_version("scaled") == v1 + 2
 
 
 # --------------------------------------------------------------------------- resume

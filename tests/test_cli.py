@@ -92,7 +92,7 @@ def test_bench_quick_end_to_end(tmp_path):
         (["--attacks", "fgsm", "--n-images", "2", "--scheduler", "tcp://127.0.0.1:1", "--connect-timeout", "1"],
          "could not reach the Dask scheduler"),
     ],
-    ids=lambda v: " ".join(v) if isinstance(v, list) else "",
+    ids=lambda v: " ".join(v) if isinstance(v, list) else v,
 )
 def test_bench_errors(args, message, tmp_path, capsys):
     status = main(["bench", "--quick", "--no-progress", "--out", str(tmp_path / "o"), *args])
@@ -136,7 +136,7 @@ def test_table_3_runs_both_targets(tmp_path, capsys):
         (["--table", "2", "--transfer-to", "c4-adv"], "white-box scenario"),
         (["--table", "1", "--model", "c4-adv"], "drop --model"),
     ],
-    ids=lambda v: " ".join(v) if isinstance(v, list) else "",
+    ids=lambda v: " ".join(v) if isinstance(v, list) else v,
 )
 def test_table_errors(args, message, tmp_path, capsys):
     status = main(["bench", "--quick", "--attacks", "fgsm", "--no-progress", "--out", str(tmp_path), *args])
@@ -191,9 +191,10 @@ def test_source_split_batch_size_and_images(tmp_path, capsys):
     # the test IDX files hold 4 digits
     assert main(base + ["--split", "test", "--n-images", "5", "--out", str(tmp_path / "o2")]) == 2
     assert "--n-images 5 is out of range for the mnist test split" in capsys.readouterr().err
-    assert main(base + ["--split", "test", "--n-images", "4", "--batch-size", "4", "--out", str(tmp_path / "o3")]) == 0
-    rec = pd.read_parquet(tmp_path / "o3" / "records.parquet")
-    assert rec["label"].tolist() == y[6:10].tolist()
+    assert main(base + ["--split", "test", "--n-images", "4", "--batch-size", "4", "--shard-size", "4",
+                        "--out", str(tmp_path / "o3")]) == 0
+    rec = pd.read_parquet(tmp_path / "o3" / "records.parquet").drop_duplicates("image_id").set_index("image_id")
+    assert rec.index.tolist() == [0, 1, 2, 3] and rec["label"].tolist() == y[6:10].tolist()
     assert json.loads((tmp_path / "o3" / "spec.json").read_text())["spec"]["batch_size"] == 4
 
 

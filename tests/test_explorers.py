@@ -19,7 +19,7 @@ widgets = pytest.importorskip("ipywidgets")
 
 from smoothlab.magnification import magnify, to_display  # noqa: E402
 from smoothlab.smoothing import Smoother  # noqa: E402
-from smoothlab.viz import to_rgb  # noqa: E402
+from smoothlab.viz import FIT_HEIGHT, FIT_WIDTH, comparison_grid, to_rgb  # noqa: E402
 from smoothlab.viz.explorers import alpha_explorer, magnification_explorer  # noqa: E402
 
 
@@ -46,8 +46,11 @@ def test_magnification_explorer_structure_and_figures():
     betas, sds, srs = (0.0, 0.8), (1.0, 2.0), (0.1, 0.3)
     box = magnification_explorer(x, {"noise": noisy, "shift": shifted}, betas, sds, srs, index=1, cell_size=60)
     assert isinstance(box, widgets.VBox)
-    sliders = [c for c in box.children if isinstance(c, widgets.SelectionSlider)]
-    assert len(sliders) == 3 and isinstance(box.children[-1], widgets.Output)
+    # the three sliders side by side in one row above the output (saves height on a laptop screen)
+    row, out = box.children
+    assert isinstance(row, widgets.HBox) and isinstance(out, widgets.Output)
+    sliders = list(row.children)
+    assert len(sliders) == 3 and all(isinstance(s, widgets.SelectionSlider) for s in sliders)
     assert list(box.sliders.values()) == sliders
     # one figure per combination of slider values, keyed (beta, sigma_d, sigma_r)
     assert set(box.figures) == set(itertools.product(betas, sds, srs))
@@ -64,7 +67,10 @@ def test_magnification_explorer_structure_and_figures():
         want_mag = to_rgb(to_display(magnify(batch, beta, sd, sr)), "none")
         for got, want in zip(_row(fig, 1, 3), want_mag):
             np.testing.assert_array_equal(got, want)
-        assert [a.text for a in fig.layout.annotations][:3] == ["original", "noise", "shift"]
+        # titled columns, titled rows, and a figure that fits the default laptop box
+        assert [a.text for a in fig.layout.annotations] == ["original", "noise", "shift"]
+        assert [fig.layout[f"yaxis{k}"].title.text for k in (1, 4)] == ["image", "magnified"]
+        assert fig.layout.width <= FIT_WIDTH and fig.layout.height <= FIT_HEIGHT
 
 
 def _shown(box) -> dict:
@@ -174,6 +180,26 @@ def test_alpha_explorer_figures_and_redraw():
     assert out.outputs[0]["data"] == box.figures[0.99]._repr_mimebundle_()
     slider.value = 0.0
     assert box.displayed is box.figures[0.0] and len(out.outputs) == 1
+    assert box.sliders == {"alpha": slider}
+
+
+def test_alpha_explorer_one_row_per_signal():
+    x, _, _ = _images(4, size=12)
+    g = torch.Generator().manual_seed(1)
+    signals = {"noise": torch.randn(x.shape, generator=g), "step": (torch.arange(12) > 5).float().expand_as(x).contiguous()}
+    box = alpha_explorer(x, signals, alphas=(0.0, 0.95), index=1)
+    fig = box.figures[0.95]
+    # rows = signals, columns = guide / signal / smoothed: the same three columns in each row
+    assert [t.name for t in fig.data] == [f"{r} / {c}" for r in signals for c in ("guide x", "signal z", "ŝ_α(z)")]
+    assert [a.text for a in fig.layout.annotations] == ["guide x", "signal z", "ŝ_α(z)"]
+    assert [fig.layout[f"yaxis{k}"].title.text for k in (1, 4)] == ["noise", "step"]
+    for j in range(3):  # same column -> same horizontal position, the row below
+        top, bottom = fig.get_subplot(1, j + 1), fig.get_subplot(2, j + 1)
+        assert top.xaxis.domain == bottom.xaxis.domain and top.yaxis.domain[0] > bottom.yaxis.domain[1]
+    np.testing.assert_array_equal(np.asarray(fig.data[3].z), to_rgb(x[1:2], "none")[0])  # the guide of row 2, as it is
+    want = to_rgb(Smoother(x[1:2], 0.95)(signals["step"][1:2]), "minmax")[0]
+    np.testing.assert_array_equal(np.asarray(fig.data[5].z), want)
+    assert fig.layout.width <= FIT_WIDTH and fig.layout.height <= FIT_HEIGHT
 
 
 def test_alpha_explorer_bad_input():
@@ -184,6 +210,97 @@ def test_alpha_explorer_bad_input():
         alpha_explorer(x + 2.0, {"noise": noisy})
     with pytest.raises(ValueError, match="alpha"):
         alpha_explorer(x, {"noise": noisy}, alphas=(0.5, 1.0))
+    with pytest.raises(ValueError, match="signals"):
+        alpha_explorer(x, {})
+    with pytest.raises(ValueError, match=r"signals\['noise'\]"):
+        alpha_explorer(x, {"noise": noisy[:1]})
+    with pytest.raises(ValueError, match="index"):
+        alpha_explorer(x, {"noise": noisy}, index=2)
+
+
+# ------------------------------------------------------------------------------ comparison grid
+
+
+def test_comparison_grid_layout_titles_and_empty_cells():
+    g = torch.Generator().manual_seed(5)
+    a, b, c = (torch.rand(1, 1, 8, 8, generator=g) for _ in range(3))
+    fig = comparison_grid({"first": {"x": a, "y": b}, "second": {"y": c, "z": a[0]}}, scale="none", title="T")
+    # columns in order of first appearance; row 1 has no z, row 2 no x: 4 traces, row-major
+    assert [t.name for t in fig.data] == ["first / x", "first / y", "second / y", "second / z"]
+    assert [an.text for an in fig.layout.annotations] == ["x", "y", "z"]
+    assert fig.layout.title.text == "T"
+    assert [fig.layout[f"yaxis{k}"].title.text for k in (1, 4)] == ["first", "second"]
+    # second / y sits under first / y
+    assert fig.data[2].xaxis == "x5" and fig.get_subplot(2, 2).xaxis.domain == fig.get_subplot(1, 2).xaxis.domain
+    np.testing.assert_array_equal(np.asarray(fig.data[3].z), to_rgb(a, "none")[0])
+
+
+@pytest.mark.parametrize("n_rows, n_cols, size", [(1, 1, 28), (2, 7, 28), (3, 4, 96), (5, 1, 48), (2, 3, 300)])
+def test_comparison_grid_fits_the_box(n_rows, n_cols, size):
+    img = torch.rand(1, 3, size, size)
+    rows = {f"r{i}": {f"c{j}": img for j in range(n_cols)} for i in range(n_rows)}
+    for width, height in [(900, 440), (1200, 650), (400, 300)]:
+        fig = comparison_grid(rows, width=width, height=height, cell_size=500)
+        assert fig.layout.width <= width and fig.layout.height <= height
+        # the cells are square like the images, and as large as the box (or the cap cell_size) allows
+        dom = fig.get_subplot(1, 1)
+        cell_w = (dom.xaxis.domain[1] - dom.xaxis.domain[0]) * (fig.layout.width - fig.layout.margin.l - fig.layout.margin.r)
+        cell_h = (dom.yaxis.domain[1] - dom.yaxis.domain[0]) * (fig.layout.height - fig.layout.margin.t - fig.layout.margin.b)
+        assert abs(cell_w - cell_h) < 2
+        assert fig.layout.width > width - 10 or fig.layout.height > height - 10 or abs(cell_w - 500) < 1
+    small = comparison_grid(rows, cell_size=40)  # cell_size caps the cells when the box is large
+    dom = small.get_subplot(1, 1)
+    assert (dom.xaxis.domain[1] - dom.xaxis.domain[0]) * (small.layout.width - small.layout.margin.l - small.layout.margin.r) <= 40.5
+
+
+def test_comparison_grid_shared_scales():
+    z = torch.tensor([[-2.0, 0.0], [1.0, 2.0]]).reshape(1, 1, 2, 2)
+    s = 0.25 * z
+    rows = {"noise": {"z": z, "ŝ(z)": s}, "step": {"z": z + 1.0, "ŝ(z)": s + 1.0}}
+
+    def grey(fig, k):
+        return np.asarray(fig.data[k].z)[..., 0].astype(int)
+
+    def ref(v, lo, hi):  # the mapping written out: (v - lo) / (hi - lo) on 0..255
+        return np.rint((v.double().reshape(2, 2).numpy() - lo) / (hi - lo) * 255).astype(int)
+
+    per_image = comparison_grid(rows, scale="minmax")  # each image on its own range: z and s look alike
+    np.testing.assert_array_equal(grey(per_image, 0), grey(per_image, 1))
+    np.testing.assert_array_equal(grey(per_image, 1), ref(s, -0.5, 0.5))
+    per_row = comparison_grid(rows, scale="minmax", shared="row")  # one range per row: s is fainter
+    np.testing.assert_array_equal(grey(per_row, 0), ref(z, -2, 2))
+    np.testing.assert_array_equal(grey(per_row, 1), ref(s, -2, 2))
+    np.testing.assert_array_equal(grey(per_row, 3), ref(s + 1, -1, 3))
+    # scales by column, row or cell; shared="row" groups the cells of a row that have the same scale
+    mixed = comparison_grid(rows, scale={"z": "symmetric", "ŝ(z)": "minmax", ("step", "ŝ(z)"): "none"}, shared="row")
+    np.testing.assert_array_equal(grey(mixed, 0), np.rint((0.5 + z.double().reshape(2, 2).numpy() / 4) * 255).astype(int))
+    np.testing.assert_array_equal(grey(mixed, 1), ref(s, -0.5, 0.5))
+    np.testing.assert_array_equal(grey(mixed, 3), ref((s + 1).clamp(0, 1), 0, 1))
+    everything = comparison_grid(rows, scale="symmetric", shared="all")  # zero mid-grey, max |v| = 3 over the grid
+    np.testing.assert_array_equal(grey(everything, 2), np.rint((0.5 + (z + 1).double().reshape(2, 2).numpy() / 6) * 255).astype(int))
+    np.testing.assert_array_equal(grey(everything, 1), np.rint((0.5 + s.double().reshape(2, 2).numpy() / 6) * 255).astype(int))
+
+
+@pytest.mark.parametrize(
+    "rows, kwargs, error, match",
+    [
+        ({}, {}, ValueError, "rows"),
+        ({"a": {}}, {}, ValueError, r"rows\['a'\]"),
+        ({"a": {"x": torch.rand(2, 1, 4, 4)}}, {}, ValueError, r"rows\['a'\]\['x'\]"),
+        ({"a": {"x": [[0.0]]}}, {}, TypeError, r"rows\['a'\]\['x'\]"),
+        ({"a": {"x": torch.full((1, 4, 4), float("nan"))}}, {}, ValueError, "finite"),
+        ({"a": {"x": torch.rand(1, 4, 4)}}, {"scale": "log"}, ValueError, "scale"),
+        ({"a": {"x": torch.rand(1, 4, 4)}}, {"scale": {"b": "none"}}, ValueError, "not a row"),
+        ({"a": {"x": torch.rand(1, 4, 4)}}, {"scale": {("a", "y"): "none"}}, ValueError, "not a row"),
+        ({"a": {"x": torch.rand(1, 4, 4)}}, {"scale": {"x": "log"}}, ValueError, r"scale\['x'\]"),
+        ({"a": {"x": torch.rand(1, 4, 4)}}, {"shared": "column"}, ValueError, "shared"),
+        ({"a": {"x": torch.rand(1, 4, 4)}}, {"width": 50}, ValueError, "width"),
+        ({"a": {"x": torch.rand(1, 4, 4)}}, {"height": 1.5}, TypeError, "height"),
+    ],
+)
+def test_comparison_grid_bad_input(rows, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        comparison_grid(rows, **kwargs)
 
 
 def test_alpha_explorer_hand_checked_values():

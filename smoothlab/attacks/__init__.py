@@ -9,13 +9,24 @@ batches, on the device of ``x``; defaults are the paper's MNIST settings (sectio
 - :func:`pgd2` -- L2 I-FGSM targeting a distortion; :func:`spgd2` = ``pgd2`` with smoothing
   (eq. 12);
 - :func:`cw` -- C&W-L2 targeting optimality (eqs. 3-4); :func:`scw` = ``cw`` with smoothing
-  (sC&W, eq. 18).
+  (sC&W, eq. 18);
+- :func:`ddn`, :func:`fmn` -- two later minimal-norm L2 attacks (DDN, Rony et al. 2019; FMN,
+  Pintor et al. 2021), with the same ``smoother=`` option (a latent ``z``, as in eq. 18);
+  :func:`sddn`, :func:`sfmn` are them with smoothing (not in the paper).
+
+:func:`paper_settings` gives the paper's settings of each attack for MNIST or ImageNet (sec. 5.2):
+``pgd2(model, x, y, **paper_settings("spgd2", "imagenet"))``.
+
+Every attack takes ``quantise=True`` to return 8-bit adversarial images (rounded to 1/255,
+checked, and refined where rounding undid the attack); :func:`quantise` does the same to a
+result afterwards.
 
 ``ATTACKS`` maps each name to its function; :class:`AttackResult` is what they return;
 :func:`margin_loss` (eq. 3) and :func:`is_adversarial` are the loss and the success test.
 
 Implementation modules are private: ``_distortion`` (FGSM, I-FGSM, PGD2, sPGD2), ``_cw``
-(C&W, sC&W), ``_result``, ``_losses``, ``_common`` (input checks, model handling).
+(C&W, sC&W), ``_ddn``, ``_fmn`` and ``_minimal_norm`` (DDN, FMN and their shared loop), ``_result``,
+``_losses``, ``_presets`` (the paper's settings), ``_common`` (input checks, model handling).
 """
 
 from __future__ import annotations
@@ -23,8 +34,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from smoothlab.attacks._cw import cw, scw
-from smoothlab.attacks._distortion import fgsm, ifgsm, pgd2, spgd2
+from smoothlab.attacks._ddn import ddn, sddn
+from smoothlab.attacks._distortion import GRAD_AT, LOSSES, fgsm, ifgsm, pgd2, spgd2
+from smoothlab.attacks._fmn import fmn, sfmn
 from smoothlab.attacks._losses import is_adversarial, margin_loss
+from smoothlab.attacks._quantise import QUANTISE_SCALES, quantise
+from smoothlab.attacks._presets import IMAGENET_PARAMS, MNIST_PARAMS, paper_settings
 from smoothlab.attacks._result import AttackResult
 
 ATTACKS: dict[str, Callable[..., AttackResult]] = {
@@ -34,17 +49,32 @@ ATTACKS: dict[str, Callable[..., AttackResult]] = {
     "cw": cw,
     "spgd2": spgd2,
     "scw": scw,
+    "ddn": ddn,
+    "fmn": fmn,
+    "sddn": sddn,
+    "sfmn": sfmn,
 }
 
 __all__ = [
     "ATTACKS",
     "AttackResult",
+    "GRAD_AT",
+    "LOSSES",
+    "IMAGENET_PARAMS",
+    "MNIST_PARAMS",
     "cw",
+    "ddn",
     "fgsm",
+    "fmn",
     "ifgsm",
     "is_adversarial",
     "margin_loss",
+    "paper_settings",
     "pgd2",
+    "quantise",
+    "QUANTISE_SCALES",
     "scw",
+    "sddn",
+    "sfmn",
     "spgd2",
 ]

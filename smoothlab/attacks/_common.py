@@ -128,6 +128,13 @@ def prepare(model: Any, x: Any, y: Any, target: Any = None) -> Prepared:
 
 
 # ---------------------------------------------------------------------------- parameters
+def check_quantise(quantise: Any) -> bool:
+    """The ``quantise=`` option of the attacks: a bool."""
+    if not isinstance(quantise, bool):
+        raise TypeError(f"quantise must be a bool, got {quantise!r}")
+    return quantise
+
+
 def batch_param(value: Any, name: str, x: torch.Tensor, *, positive: bool = False) -> tuple[torch.Tensor, Any]:
     """A non-negative (or positive) scalar or ``(B,)`` tensor as a ``(B,)`` tensor on ``x``'s device.
 
@@ -250,11 +257,13 @@ def finish(
     params: dict[str, Any],
     t0: float,
     extra: dict[str, Any] | None = None,
+    quantise: bool = False,
 ) -> AttackResult:
     """Predict on the candidate adversarial images (one forward pass) and build the result.
 
     Where the candidate is not adversarial, the original image is returned with its clean
-    prediction (so ``pred_adv`` is always the model's prediction on ``x_adv``).
+    prediction (so ``pred_adv`` is always the model's prediction on ``x_adv``). ``quantise``:
+    put the adversarial candidates on the 8-bit grid first (:mod:`._quantise`; more passes).
     """
     x = prep.x
     with torch.no_grad():
@@ -270,6 +279,15 @@ def finish(
         candidate = torch.where(per_image(finite), candidate.detach(), x).clamp(0.0, 1.0)
         pred_cand = model(candidate).argmax(1)
         ok = is_adversarial(pred_cand, prep.labels, prep.targeted) & finite
+        if quantise:
+            from smoothlab.attacks._quantise import quantise_candidates
+
+            candidate, pred_cand, ok, passes, scale = quantise_candidates(
+                model, x, prep.labels, prep.targeted, candidate, ok
+            )
+            forward_passes = forward_passes + passes
+            extra = {**(extra or {}), "quantise_scale": scale}
+            params = {**params, "quantise": True}
         x_adv = torch.where(per_image(ok), candidate, x)
         pred_adv = torch.where(ok, pred_cand, prep.pred_clean)
         success = is_adversarial(pred_adv, prep.labels, prep.targeted)

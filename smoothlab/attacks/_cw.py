@@ -28,6 +28,7 @@ from smoothlab.attacks._common import (
     Model,
     Prepared,
     batch_param,
+    check_quantise,
     describe_smoother,
     eval_mode,
     finish,
@@ -218,14 +219,23 @@ def _bisect(
 
 
 def _result(
-    model: Model, prep: Prepared, best: _Best, iters_run: torch.Tensor, params: dict[str, Any], t0: float
+    model: Model,
+    prep: Prepared,
+    best: _Best,
+    iters_run: torch.Tensor,
+    params: dict[str, Any],
+    t0: float,
+    quantise: bool = False,
 ) -> AttackResult:
     """The :class:`AttackResult` of the best iterates, with ``extra["c"]`` (and ``"latent"``)."""
     extra: dict[str, Any] = {"c": best.c}
     if best.z is not None:
         extra["latent"] = best.z
     attack = "scw" if best.z is not None else "cw"
-    res = finish(model, prep, best.x, 1 + iters_run, iters_run.clone(), attack=attack, params=params, t0=t0, extra=extra)
+    res = finish(
+        model, prep, best.x, 1 + iters_run, iters_run.clone(), attack=attack, params=params, t0=t0, extra=extra,
+        quantise=quantise,
+    )
     kept_best = res.success & torch.isfinite(best.d2)
     res.extra["c"] = torch.where(kept_best, best.c, math.nan)
     if best.z is not None:
@@ -246,6 +256,7 @@ def cw(
     abort_early: bool = True,
     smoother: Any = None,
     penalty: Literal["squared", "l2"] = "squared",
+    quantise: bool = False,
     target: torch.Tensor | None = None,
 ) -> AttackResult:
     """Carlini & Wagner L2 attack [1] (eq. 4); with ``smoother``, sC&W (eq. 18).
@@ -283,6 +294,10 @@ def cw(
     penalty : {"squared", "l2"}
         Distortion penalty ``λ ||r||²`` (paper, eqs. 4 and 18) or ``λ ||r||`` (the authors' sC&W
         code). ``r = σ(w) - x_o`` for C&W, ``r = ŝ_α(z)`` for sC&W.
+    quantise : bool
+        Return 8-bit adversarial images (multiples of 1/255), checked and refined where rounding
+        undid the attack (see :func:`~smoothlab.attacks.quantise`; ``extra["latent"]`` stays that
+        of the unrounded iterate); default ``False``.
     target : torch.Tensor, optional
         Target labels for a targeted attack (loss (3) towards the target).
 
@@ -333,7 +348,7 @@ def cw(
             "norm": "l2",
             "smoother": describe_smoother(smoother),
         }
-        return _result(model, prep, best, iters_run, params, t0)
+        return _result(model, prep, best, iters_run, params, t0, quantise=check_quantise(quantise))
 
 
 def scw(

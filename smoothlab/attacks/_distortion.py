@@ -2,14 +2,18 @@
 
 All follow the prototype of eqs. (10)-(11): ``g = ∇_x ℓ(f(x_a^(k)), t)`` and
 ``x_a^(k+1) = c(x_a^(k) + n(g))`` with a normalisation ``n`` and a clipping ``c`` that depend on
-the attack. The classification loss is the cross-entropy (ascended for an untargeted attack,
-descended towards ``target`` otherwise), as in the cleverhans implementations the paper used.
+the attack. The classification loss ``ℓ`` is the ``loss=`` option: ``"cross-entropy"`` (default,
+ascended for an untargeted attack, descended towards ``target`` otherwise), as in the cleverhans
+implementations the paper used, or ``"margin"``, the loss (3) with margin ``m = 0``, descended
+(its gradient vanishes once the image is adversarial, so the iterate stops moving there).
 
 Smoothness (section 4.1) is the ``smoother=`` option. With the paper's "quick and dirty"
 integration, eq. (12), the gradient is smoothed before it is normalised: ``n(ŝ_α(g))``.
-``pgd2(..., smooth="perturbation")`` is the variant of the authors' code (DESIGN.md section 4):
-the raw normalised gradient step is added and the accumulated perturbation is smoothed,
-``r ← P(ŝ_α(r + step · g/||g||))``.
+``pgd2(..., smooth="perturbation")`` smooths the accumulated perturbation instead. Where the
+gradient is taken is the ``grad_at=`` option of ``pgd2``: at the clipped iterate (default, eq. 11)
+or at the unclipped ``x + η`` of cleverhans' iterative methods. The authors' sPGD2 loop (their
+modified cleverhans BIM, DESIGN.md section 4) is ``smooth="perturbation", grad_at="unclipped",
+projection="sphere"`` together; it is not eq. (12).
 
 A zero gradient (a flat loss) leaves the image unchanged rather than dividing by zero.
 """
@@ -26,6 +30,7 @@ from smoothlab.attacks._common import (
     Model,
     Prepared,
     batch_param,
+    check_quantise,
     describe_smoother,
     eval_mode,
     finish,
@@ -36,24 +41,35 @@ from smoothlab.attacks._common import (
     smooth_attack_option,
     sync_time,
 )
+from smoothlab.attacks._losses import margin_loss
 from smoothlab.attacks._result import AttackResult
 
-__all__ = ["fgsm", "ifgsm", "pgd2", "spgd2"]
+__all__ = ["fgsm", "ifgsm", "pgd2", "spgd2", "LOSSES", "GRAD_AT"]
+
+#: The classification losses the distortion-targeting attacks can ascend (the ``loss=`` option).
+LOSSES: tuple[str, ...] = ("cross-entropy", "margin")
+#: Where :func:`pgd2` takes the gradient (the ``grad_at=`` option).
+GRAD_AT: tuple[str, ...] = ("clipped", "unclipped")
 
 
-def _ascent_direction(model: Model, x_in: torch.Tensor, prep: Prepared) -> torch.Tensor:
+def _ascent_direction(model: Model, x_in: torch.Tensor, prep: Prepared, loss: str = "cross-entropy") -> torch.Tensor:
     """Gradient w.r.t. the input of the attacker's objective (to be ascended), per image.
 
-    Untargeted: ``+CE(f(x), y)``; targeted: ``-CE(f(x), target)``. Only the input gets a
+    ``"cross-entropy"``: untargeted ``+CE(f(x), y)``, targeted ``-CE(f(x), target)``.
+    ``"margin"``: ``-ℓ`` with ``ℓ`` the loss (3) at margin 0 (untargeted
+    ``[y_t - max_{i≠t} y_i]_+``, targeted ``[max_{i≠u} y_i - y_u]_+``). Only the input gets a
     gradient (``torch.autograd.grad``), never the model's parameters.
     """
     with torch.enable_grad():
         xv = x_in.detach().requires_grad_(True)
         logits = model(xv)
-        loss = F.cross_entropy(logits, prep.labels, reduction="sum")
-        if prep.targeted:
-            loss = -loss
-        (g,) = torch.autograd.grad(loss, xv)
+        if loss == "margin":
+            objective = -margin_loss(logits, prep.labels, 0.0, prep.targeted).sum()
+        else:
+            objective = F.cross_entropy(logits, prep.labels, reduction="sum")
+            if prep.targeted:
+                objective = -objective
+        (g,) = torch.autograd.grad(objective, xv)
     return g
 
 
@@ -82,6 +98,8 @@ def fgsm(
     *,
     eps: float | torch.Tensor = 0.3,
     smoother: Any = None,
+    loss: Literal["cross-entropy", "margin"] = "cross-entropy",
+    quantise: bool = False,
     target: torch.Tensor | None = None,
 ) -> AttackResult:
     """Fast Gradient Sign Method [6]: ``x_a = clip_[0,1](x + ε · sign(g))`` (L∞ budget ``ε``).
@@ -102,6 +120,12 @@ def fgsm(
         ``sign(ŝ_α(g))`` (eq. 12), attack ``"sfgsm"``: ``"mnist"`` is ``SmoothingSpec.mnist()``,
         a ``SmoothingSpec`` or callable ``x -> Smoother`` is built on ``x``, a ``Smoother`` must
         have been built on ``x``.
+    loss : {"cross-entropy", "margin"}
+        The loss whose gradient ``g`` is taken: the cross-entropy (default, as in cleverhans,
+        which the paper used) or the margin loss (3) with ``m = 0`` (descended).
+    quantise : bool
+        Return 8-bit adversarial images (multiples of 1/255), checked and refined where rounding
+        undid the attack (see :func:`~smoothlab.attacks.quantise`); default ``False``.
     target : torch.Tensor, optional
         Target labels ``(B,)`` for a targeted attack.
 
@@ -123,8 +147,10 @@ def fgsm(
         prep = prepare(model, x, y, target)
         x = prep.x
         eps_t, eps_p = batch_param(eps, "eps", x)
+        loss = check_choice(loss, "loss", LOSSES)
+        quantise = check_quantise(quantise)
         S = resolve_smoother(smoother, x)
-        g = _ascent_direction(model, x, prep)
+        g = _ascent_direction(model, x, prep, loss)
         if S is not None:
             g = _smooth(S, g)
         cand = (x + per_image(eps_t) * _sign(g)).clamp(0.0, 1.0)
@@ -132,7 +158,10 @@ def fgsm(
         fwd = torch.full((b,), 2, dtype=torch.long, device=x.device)
         bwd = torch.ones(b, dtype=torch.long, device=x.device)
         params = {"eps": eps_p, "norm": "linf", "smoother": describe_smoother(smoother)}
-        return finish(model, prep, cand, fwd, bwd, attack="sfgsm" if S is not None else "fgsm", params=params, t0=t0)
+        if loss != "cross-entropy":
+            params["loss"] = loss
+        attack = "sfgsm" if S is not None else "fgsm"
+        return finish(model, prep, cand, fwd, bwd, attack=attack, params=params, t0=t0, quantise=quantise)
 
 
 def ifgsm(
@@ -144,6 +173,8 @@ def ifgsm(
     step: float | torch.Tensor = 0.08,
     iterations: int = 10,
     smoother: Any = None,
+    loss: Literal["cross-entropy", "margin"] = "cross-entropy",
+    quantise: bool = False,
     target: torch.Tensor | None = None,
 ) -> AttackResult:
     """Iterative FGSM [15] (L∞): ``x ← clip_[0,1](clip_{x_o ± ε}(x + step · sign(g)))``.
@@ -158,9 +189,15 @@ def ifgsm(
         Number of iterations (10).
     smoother
         If given, ``sign(ŝ_α(g))`` (eq. 12); attack ``"sifgsm"``.
+    loss : {"cross-entropy", "margin"}
+        As in :func:`fgsm`.
+    quantise : bool
+        As in :func:`fgsm`.
 
     The other parameters are those of :func:`fgsm`. The last iterate is returned (where it is
-    adversarial).
+    adversarial). The gradient is taken at the clipped iterate; taking it at the unclipped
+    ``x + η`` as cleverhans does would change nothing here: its L∞ clipping of ``η`` keeps
+    ``x + η`` in the box.
 
     Examples
     --------
@@ -182,12 +219,14 @@ def ifgsm(
         eps_t, eps_p = batch_param(eps, "eps", x)
         step_t, step_p = batch_param(step, "step", x)
         iterations = check_int(iterations, "iterations", minimum=1)
+        loss = check_choice(loss, "loss", LOSSES)
+        quantise = check_quantise(quantise)
         S = resolve_smoother(smoother, x)
         lo = (x - per_image(eps_t)).clamp_min(0.0)
         hi = (x + per_image(eps_t)).clamp_max(1.0)
         xa = x.clone()
         for _ in range(iterations):
-            g = _ascent_direction(model, xa, prep)
+            g = _ascent_direction(model, xa, prep, loss)
             if S is not None:
                 g = _smooth(S, g)
             xa = torch.minimum(torch.maximum(xa + per_image(step_t) * _sign(g), lo), hi)
@@ -201,7 +240,10 @@ def ifgsm(
             "norm": "linf",
             "smoother": describe_smoother(smoother),
         }
-        return finish(model, prep, xa, fwd, bwd, attack="sifgsm" if S is not None else "ifgsm", params=params, t0=t0)
+        if loss != "cross-entropy":
+            params["loss"] = loss
+        attack = "sifgsm" if S is not None else "ifgsm"
+        return finish(model, prep, xa, fwd, bwd, attack=attack, params=params, t0=t0, quantise=quantise)
 
 
 def _project(r: torch.Tensor, eps: torch.Tensor, projection: str) -> torch.Tensor:
@@ -226,13 +268,22 @@ def pgd2(
     projection: Literal["ball", "sphere"] = "ball",
     smoother: Any = None,
     smooth: Literal["gradient", "perturbation"] = "gradient",
+    grad_at: Literal["clipped", "unclipped"] = "clipped",
+    loss: Literal["cross-entropy", "margin"] = "cross-entropy",
+    quantise: bool = False,
     target: torch.Tensor | None = None,
 ) -> AttackResult:
     """PGD2, the L2 version of I-FGSM [26]; with ``smoother``, sPGD2 (section 4.1, eq. 12).
 
-    Each iteration: ``u = g / ||g||`` (``ŝ_α(g) / ||ŝ_α(g)||`` with a smoother), the perturbation
-    ``r ← P(r + step · u)`` with ``P`` the projection onto the L2 ball of radius ``ε``, then
-    ``x_a = clip_[0,1](x_o + r)``.
+    Each iteration (defaults): ``g`` at ``x_a``, ``u = g / ||g||`` (``ŝ_α(g) / ||ŝ_α(g)||`` with a
+    smoother, eq. 12), the perturbation ``r ← P(r + step · u)`` with ``P`` the projection onto the
+    L2 ball of radius ``ε``, then ``x_a = clip_[0,1](x_o + r)`` and ``r ← x_a - x_o``.
+
+    The authors' sPGD2 loop (DESIGN.md section 4) is
+    ``smooth="perturbation", grad_at="unclipped", projection="sphere"``: ``g`` at the unclipped
+    ``x_o + η``, ``η ← P(ŝ_α(clip_[0,1](x_o + η + step · g/||g||) - x_o))``, ``η`` never clipped
+    again, ``x_a = clip_[0,1](x_o + η)`` at the end. Eq. (12) stays the default: it is what the
+    paper defines.
 
     Parameters
     ----------
@@ -249,8 +300,25 @@ def pgd2(
     smoother : None, "mnist", Smoother, SmoothingSpec or callable
         Smoothing guided by ``x`` (attack ``"spgd2"``); ``None`` (default): none. See :func:`fgsm`.
     smooth : {"gradient", "perturbation"}
-        With a smoother: smooth the gradient before normalising (eq. 12, the paper), or smooth
-        the accumulated perturbation ``r ← P(ŝ_α(r + step · g/||g||))`` (the authors' code).
+        With a smoother: smooth the gradient before normalising (eq. 12, the paper; default), or
+        smooth the accumulated perturbation after each step, ``r ← P(ŝ_α(r + step · g/||g||))``
+        (with ``grad_at="unclipped"`` and ``projection="sphere"``, the authors' loop).
+    grad_at : {"clipped", "unclipped"}
+        ``"clipped"`` (default, eq. 11): the state is the clipped iterate
+        ``x_a = clip_[0,1](x_o + P(r + step · u))`` and ``g`` is taken there. ``"unclipped"``
+        (cleverhans' iterative methods, which the authors modified): each step is clipped,
+        ``η ← P(clip_[0,1](x_o + η + step · u) - x_o)`` (smoothed before ``P`` with
+        ``smooth="perturbation"``), ``η`` is not clipped again and ``g`` is taken at ``x_o + η``,
+        which may leave ``[0, 1]``; ``x_a = clip_[0,1](x_o + η)``. So the two also clip in
+        different places: eq. (11) projects then clips, cleverhans clips the step then projects.
+        With the ball projection and no perturbation smoothing ``x_o + η`` stays in the box (``P``
+        only shrinks ``η``) and only that order differs.
+    loss : {"cross-entropy", "margin"}
+        The loss whose gradient is taken: cross-entropy (default, cleverhans) or the margin loss
+        (3) with ``m = 0`` (see :func:`fgsm`).
+    quantise : bool
+        Return 8-bit adversarial images (multiples of 1/255), checked and refined where rounding
+        undid the attack (see :func:`~smoothlab.attacks.quantise`); default ``False``.
     target : torch.Tensor, optional
         Target labels for a targeted attack.
 
@@ -283,19 +351,28 @@ def pgd2(
         iterations = check_int(iterations, "iterations", minimum=1)
         projection = check_choice(projection, "projection", ("ball", "sphere"))
         smooth = check_choice(smooth, "smooth", ("gradient", "perturbation"))
+        grad_at = check_choice(grad_at, "grad_at", GRAD_AT)
+        loss = check_choice(loss, "loss", LOSSES)
+        quantise = check_quantise(quantise)
         S = resolve_smoother(smoother, x)
         r = torch.zeros_like(x)
-        xa = x
+        xa = x  # the point where the gradient is taken
         for _ in range(iterations):
-            g = _ascent_direction(model, xa, prep)
+            g = _ascent_direction(model, xa, prep, loss)
             if S is not None and smooth == "gradient":
                 g = _smooth(S, g)  # eq. (12)
             r = r + per_image(step_t) * _unit_l2(g)
+            if grad_at == "unclipped":
+                r = (x + r).clamp(0.0, 1.0) - x  # cleverhans: the FGM step is clipped ...
             if S is not None and smooth == "perturbation":
                 r = _smooth(S, r)
             r = _project(r, eps_t, projection)
-            xa = (x + r).clamp(0.0, 1.0)
-            r = xa - x  # the perturbation actually applied
+            if grad_at == "clipped":
+                xa = (x + r).clamp(0.0, 1.0)
+                r = xa - x  # the perturbation actually applied
+            else:
+                xa = x + r  # ... but η is not clipped again: x + η may leave [0, 1]
+        xa = xa.clamp(0.0, 1.0)  # only the final image is clipped (a no-op for "clipped")
         b = x.shape[0]
         fwd = torch.full((b,), 1 + iterations, dtype=torch.long, device=x.device)
         bwd = torch.full((b,), iterations, dtype=torch.long, device=x.device)
@@ -309,7 +386,12 @@ def pgd2(
         }
         if S is not None:
             params["smooth"] = smooth
-        return finish(model, prep, xa, fwd, bwd, attack="spgd2" if S is not None else "pgd2", params=params, t0=t0)
+        if grad_at != "clipped":
+            params["grad_at"] = grad_at
+        if loss != "cross-entropy":
+            params["loss"] = loss
+        attack = "spgd2" if S is not None else "pgd2"
+        return finish(model, prep, xa, fwd, bwd, attack=attack, params=params, t0=t0, quantise=quantise)
 
 
 def spgd2(

@@ -1,7 +1,9 @@
 """Dataset-wide evaluation with the protocol of section 5.1, sharded over Dask workers.
 
 - :class:`BenchSpec`, :class:`AttackSpec` -- what to run (JSON-serialisable, stable hash);
-  ``BenchSpec()`` is Table 1: six attacks on the embedded MNIST test split against C4;
+  ``BenchSpec()`` is Table 1: six attacks on the embedded MNIST test split against C4, with the
+  authors' Table 1 budget grids (:data:`TABLE1_BUDGETS`); :data:`EXTRA_ATTACKS` names more
+  (the authors' sPGD2 loop, DDN, FMN and their smooth versions);
   ``BenchSpec.paper(2)`` Table 2 (white box on the adversarially trained C4) and
   ``BenchSpec.paper(3, target="c4-bilateral")`` Table 3 (transferability, sec. 5.4);
 - :func:`run` -- run it (local cluster, existing cluster, or in-process) with resumable
@@ -19,7 +21,11 @@ from smoothlab.bench.runner import BenchResult, run
 from smoothlab.bench.shard import cache_info, clear_cache, plan_shards, run_shard, select_images
 from smoothlab.bench.spec import (
     DEFAULT_BUDGETS,
+    EXTRA_ATTACKS,
+    IMAGENET_BUDGETS,
     SINGLE_BUDGETS,
+    TABLE1_BUDGETS,
+    TABLE2_BUDGETS,
     TABLE3_TARGETS,
     AttackSpec,
     BenchSpec,
@@ -36,8 +42,12 @@ __all__ = [
     "BenchResult",
     "BenchSpec",
     "DEFAULT_BUDGETS",
+    "EXTRA_ATTACKS",
+    "IMAGENET_BUDGETS",
     "MODELS",
     "SINGLE_BUDGETS",
+    "TABLE1_BUDGETS",
+    "TABLE2_BUDGETS",
     "TABLE3_TARGETS",
     "build_model",
     "cache_info",

@@ -128,18 +128,8 @@ class BenchResult:
         )
 
 
-def _in_notebook() -> bool:
-    try:
-        from IPython import get_ipython
-
-        shell = get_ipython()
-    except ImportError:
-        return False
-    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
-
-
 class _Progress:
-    """tqdm bar in a terminal (or notebook without Dask), silent when disabled."""
+    """tqdm bar (``tqdm.auto``: text in a terminal, a widget in a notebook), silent when disabled."""
 
     def __init__(self, enabled: bool, total: int, initial: int, desc: str) -> None:
         self.bar = None
@@ -223,7 +213,8 @@ def run(
         ``0`` runs in-process, without Dask (the one way to say so; ``client=False`` and
         ``scheduler="none"`` still work, with a ``DeprecationWarning``).
     progress : bool
-        Show a tqdm bar (terminal) or Dask's progress widget (notebook) and the dashboard link.
+        Show a progress bar of the shards (tqdm: text in a terminal, a widget in a notebook) and the
+        Dask dashboard link.
     overwrite : bool
         Delete the results already in ``out`` and start afresh (required when ``out`` holds
         another spec; without it, results of the same spec are resumed).
@@ -467,14 +458,12 @@ def _run_dask(
             for k in todo
         ]
         index = {f.key: k for f, k in zip(futures, todo)}
-        if progress and _in_notebook():
-            from distributed import progress as dask_progress
-            from IPython.display import display
-
-            # progress() only builds the widget in a notebook; it shows when displayed
-            display(dask_progress(futures, notebook=True, multi=False))
-        else:
-            bar = _Progress(progress, n_reused + len(todo), n_reused, "smoothlab bench")
+        # Our own bar, updated by this loop as shards complete (a widget in a notebook). Not Dask's
+        # progress widget: in a notebook its listener runs on the kernel's event loop, i.e. only
+        # after the cell has returned, when these futures are released; its scheduler-side feed then
+        # waits for keys that never come back until the cluster closes, and the scheduler logs the
+        # cancelled feed as an ERROR with a traceback in the user's notebook (issue 13).
+        bar = _Progress(progress, n_reused + len(todo), n_reused, "smoothlab bench")
         for fut in as_completed(futures):
             df = fut.result()
             finish_shard(index[fut.key], df)

@@ -246,8 +246,8 @@ def run_shard(spec: BenchSpec, shard_index: int, image_ids: Sequence[int]) -> pd
 
     The attacks are crafted on ``spec.model``; with ``spec.target_model`` the adversarial
     images are then classified by the target and the records hold the target's predictions
-    and success (transferability, sec. 5.4). With ``spec.visibility`` the ``visibility``
-    column is filled right after each attack (successes only; NaN for failures).
+    and success (transferability, sec. 5.4). The ``ssim`` column, and with ``spec.visibility``
+    the ``visibility`` column, are filled right after each attack (successes only; NaN for failures).
 
     Returns
     -------
@@ -294,7 +294,7 @@ def run_shard(spec: BenchSpec, shard_index: int, image_ids: Sequence[int]) -> pd
             if target is not None:
                 res = _on_target(res, target, yin, target_clean.repeat(k))
             rec = records_from_result(
-                res, image_ids=np.tile(block, k), labels=yin, budget=budget, x=xin if spec.visibility else None
+                res, image_ids=np.tile(block, k), labels=yin, budget=budget, x=xin, visibility=spec.visibility
             )
             rec["attack"] = attack.key
             frames.append(rec)
