@@ -82,8 +82,8 @@ def test_spec_json_hash_and_defaults():
     spec = BenchSpec()
     assert spec.attack_keys == ("fgsm", "ifgsm", "pgd2", "cw", "spgd2", "scw")
     by = {a.key: a for a in spec.attacks}
-    assert by["pgd2"].budgets == (1.0, 2.0, 3.0, 3.5, 4.0, 4.5, 5.0, 6.0)
-    assert by["fgsm"].budgets == (0.1, 0.2, 0.3, 0.4, 0.5) and by["cw"].budgets == ()
+    assert by["pgd2"].budgets == (1.0, 1.5, 1.75, 2.0, 2.25, 2.5, 3.0, 4.0, 5.0, 6.0)  # the authors' Table 1 grid
+    assert by["fgsm"].budgets == (0.04, 0.07, 0.09, 0.1, 0.15, 0.18, 0.2, 0.3, 0.4, 0.5) and by["cw"].budgets == ()
     assert by["cw"].params["c"] == 15.0 and by["ifgsm"].params["step"] == 0.08
     back = BenchSpec.from_json(spec.to_json())
     assert back == spec and back.hash == spec.hash and hash(back) == hash(spec)
@@ -121,7 +121,7 @@ def test_spec_errors(make, match):
 def test_paper_scenarios_and_spec_versions():
     t1, t2 = BenchSpec.paper(1), BenchSpec.paper(2)
     assert t1 == BenchSpec() and t1.scenario == "white box on c4"
-    assert t2.model == "c4-adv" and t2.target_model is None and t2.attacks == default_attacks()
+    assert t2.model == "c4-adv" and t2.target_model is None and t2.attacks == default_attacks(table=2)
     t3 = BenchSpec.paper(3, target="c4-bilateral")
     assert (t3.model, t3.target_model, t3.evaluated_model) == ("c4", "c4-bilateral", "c4-bilateral")
     assert t3.scenario == "transfer c4 -> c4-bilateral"

@@ -22,7 +22,8 @@ checked, and refined where rounding undid the attack); :func:`quantise` does the
 result afterwards.
 
 ``ATTACKS`` maps each name to its function; :class:`AttackResult` is what they return;
-:func:`margin_loss` (eq. 3) and :func:`is_adversarial` are the loss and the success test.
+:func:`margin_loss` (eq. 3), :func:`logit_difference` and :func:`is_adversarial` are the loss, the
+logit gap it is made of and the success test.
 
 Implementation modules are private: ``_distortion`` (FGSM, I-FGSM, PGD2, sPGD2), ``_cw``
 (C&W, sC&W), ``_ddn``, ``_fmn`` and ``_minimal_norm`` (DDN, FMN and their shared loop), ``_result``,
@@ -37,7 +38,7 @@ from smoothlab.attacks._cw import cw, scw
 from smoothlab.attacks._ddn import ddn, sddn
 from smoothlab.attacks._distortion import GRAD_AT, LOSSES, fgsm, ifgsm, pgd2, spgd2
 from smoothlab.attacks._fmn import fmn, sfmn
-from smoothlab.attacks._losses import is_adversarial, margin_loss
+from smoothlab.attacks._losses import is_adversarial, logit_difference, margin_loss
 from smoothlab.attacks._quantise import QUANTISE_SCALES, quantise
 from smoothlab.attacks._presets import IMAGENET_PARAMS, MNIST_PARAMS, paper_settings
 from smoothlab.attacks._result import AttackResult
@@ -68,6 +69,7 @@ __all__ = [
     "fmn",
     "ifgsm",
     "is_adversarial",
+    "logit_difference",
     "margin_loss",
     "paper_settings",
     "pgd2",

@@ -38,7 +38,7 @@ from smoothlab.attacks._common import (
     smooth_attack_option,
     sync_time,
 )
-from smoothlab.attacks._losses import is_adversarial, margin_loss
+from smoothlab.attacks._losses import is_adversarial, logit_difference, margin_loss
 from smoothlab.attacks._result import AttackResult
 
 __all__ = ["cw", "scw"]
@@ -53,14 +53,6 @@ _BOX_DELTA = 1e-3
 _ADAM_BETAS = (0.9, 0.999)
 _ADAM_EPS = 1e-8
 _ABORT_FACTOR = 0.9999  # abort when loss > 0.9999 x loss at the previous check (as in [1])
-
-
-def _logit_gap(logits: torch.Tensor, labels: torch.Tensor, targeted: bool) -> torch.Tensor:
-    """How far past the decision boundary each image is: ``max_{i≠t} y_i - y_t`` (untargeted,
-    ``t`` the true label) or ``y_u - max_{i≠u} y_i`` (targeted, ``u`` the target)."""
-    own = logits.gather(1, labels[:, None]).squeeze(1)
-    others = logits.scatter(1, labels[:, None], -math.inf).amax(1)
-    return own - others if targeted else others - own
 
 
 @dataclass(frozen=True)
@@ -190,7 +182,7 @@ def _optimise(model: Model, act: _Active, best: _Best, found: torch.Tensor, iter
             # keep the least-distorted success among all iterates; a success is
             # adversarial by the margin m (the confidence κ of [1])
             succ = is_adversarial(logits.argmax(1), act.lab, cfg.targeted) & (
-                _logit_gap(logits, act.lab, cfg.targeted) >= cfg.margin
+                logit_difference(logits, act.lab, cfg.targeted) >= cfg.margin
             )
             d2 = (xa - act.xo).flatten(1).pow(2).sum(1)
             best.update(act.idx, succ, d2, xa, act)
@@ -351,20 +343,12 @@ def cw(
         return _result(model, prep, best, iters_run, params, t0, quantise=check_quantise(quantise))
 
 
-def scw(
-    model: Model,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    smoother: Any = "mnist",
-    **kwargs: Any,
-) -> AttackResult:
-    """sC&W (section 4.2, eq. 18): :func:`cw` with a smoother, by default the paper's MNIST one.
+def scw(model: Model, x: torch.Tensor, y: torch.Tensor, *, smoother: Any = "mnist", **kwargs: Any) -> AttackResult:
+    """sC&W (section 4.2, eq. 18): :func:`cw` that always smooths; other keyword arguments go to it.
 
-    ``smoother="mnist"`` (default) is ``SmoothingSpec.mnist()`` (Laplacian kernel, ``λ = 10``,
-    ``α = 0.95``); any other ``smoother=`` of :func:`cw` is accepted but ``None``: for no
-    smoothing call :func:`cw` (``None`` still means ``"mnist"``, with a ``DeprecationWarning``).
-    Other keyword arguments go to :func:`cw`.
+    ``smoother`` takes what :func:`cw` takes but ``None``, and defaults to ``"mnist"``, the paper's
+    MNIST smoothing (``SmoothingSpec.mnist()``: Laplacian kernel, ``λ = 10``, ``α = 0.95``). For no
+    smoothing call :func:`cw`; ``scw(smoother=None)`` is a deprecated spelling of ``"mnist"``.
 
     Examples
     --------

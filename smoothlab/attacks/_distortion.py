@@ -394,20 +394,11 @@ def pgd2(
         return finish(model, prep, xa, fwd, bwd, attack=attack, params=params, t0=t0, quantise=quantise)
 
 
-def spgd2(
-    model: Model,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    smoother: Any = "mnist",
-    **kwargs: Any,
-) -> AttackResult:
-    """sPGD2 (section 4.1, eq. 12): :func:`pgd2` with a smoother, by default the paper's MNIST one.
+def spgd2(model: Model, x: torch.Tensor, y: torch.Tensor, *, smoother: Any = "mnist", **kwargs: Any) -> AttackResult:
+    """sPGD2 (section 4.1, eq. 12): :func:`pgd2` smoothing the gradient, as :func:`scw` smooths :func:`cw`.
 
-    ``smoother="mnist"`` (default) is ``SmoothingSpec.mnist()`` (Laplacian kernel, ``λ = 10``,
-    ``α = 0.95``); any other ``smoother=`` of :func:`pgd2` is accepted but ``None``: for no
-    smoothing call :func:`pgd2` (``None`` still means ``"mnist"``, with a ``DeprecationWarning``).
-    Other keyword arguments go to :func:`pgd2`.
+    The same ``smoother=`` (default ``"mnist"``, never ``None``: that is :func:`pgd2`); other keyword
+    arguments go to :func:`pgd2`.
 
     Examples
     --------

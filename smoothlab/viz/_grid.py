@@ -158,7 +158,7 @@ def comparison_grid(
         One ``go.Image`` trace per filled cell, row-major, holding the uint8 RGB values shown and
         named ``"row / column"``; column titles as annotations above the first row, row titles as
         y-axis titles of the first column. ``layout.width`` <= ``width`` and ``layout.height`` <=
-        ``height``.
+        ``height``, unless that would make the cells smaller than 8 pixels.
 
     Raises
     ------
@@ -201,10 +201,13 @@ def comparison_grid(
         domain = fig.get_subplot(1, j).xaxis.domain
         fig.add_annotation(text=c, x=(domain[0] + domain[1]) / 2, y=1.0, xref="paper", yref="paper",
                            xanchor="center", yanchor="bottom", yshift=2, showarrow=False, font_size=12)
-    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
-    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False)
-    fig.update_layout(width=fig_w, height=fig_h, margin=margin, title=title, title_font_size=14, title_y=0.99,
-                      title_yanchor="top", plot_bgcolor="white")
+    # a thin frame around every cell: an image that is white at its border stays visible on the page
+    frame = dict(showticklabels=False, showgrid=False, zeroline=False, showline=True, mirror=True, linecolor="#c8c8c8")
+    fig.update_xaxes(**frame)
+    fig.update_yaxes(**frame)
+    fig.update_layout(width=fig_w, height=fig_h, margin=margin, plot_bgcolor="white")
+    if title is not None:  # left-aligned, clear of Plotly's tool bar (top right, shown on hover)
+        fig.update_layout(title=dict(text=title, font_size=14, x=0, xref="paper", xanchor="left", y=1 - 6 / fig_h, yanchor="top"))
     return fig
 
 
