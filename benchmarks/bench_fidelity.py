@@ -6,6 +6,7 @@ after; all are deterministic except the timings. Keep them small on a shared mac
     python benchmarks/bench_fidelity.py table1 [--n 200]      # Table 1 with every grid, + DDN/FMN
     python benchmarks/bench_fidelity.py grids [--n 200] [--both]  # the Table 2 grids (and Table 1's)
     python benchmarks/bench_fidelity.py options [--n 200]     # loss and grad_at of FGSM/I-FGSM/PGD2/sPGD2
+    python benchmarks/bench_fidelity.py loops [--n 200]       # sPGD2: eq. 12 vs the authors' loop, piece by piece
     python benchmarks/bench_fidelity.py png [--n 100]         # P_suc after a real PNG round trip
     python benchmarks/bench_fidelity.py truncation [--n 20]   # truncated CG vs exact, natural images
     python benchmarks/bench_fidelity.py adjoint [--n 4]       # adjoint vs derivative of truncated CG
@@ -119,6 +120,27 @@ def cmd_options(args: argparse.Namespace) -> None:
         parts = key.split("/")
         grad = parts[2] + (" (sphere)" if len(parts) > 3 else "")
         print(f"| {parts[0]} | {parts[1]} | {grad} | {row.p_success:.2f} | {row.mean_distortion:.2f} | {row.mean_ssim:.3f} |")
+
+
+def cmd_loops(args: argparse.Namespace) -> None:
+    """sPGD2 loops: eq. (12) and the perturbation smoothing, with each place of the gradient and projection."""
+    from smoothlab.bench import AttackSpec, BenchSpec, default_attacks
+
+    (a,) = default_attacks(["spgd2"])
+    attacks = []
+    for smooth in ("gradient", "perturbation"):
+        for grad_at in ("clipped", "unclipped"):
+            for projection in ("ball", "sphere"):
+                params = {**a.params, "smooth": smooth, "grad_at": grad_at, "projection": projection}
+                attacks.append(AttackSpec("spgd2", params, a.budgets, f"{smooth}/{grad_at}/{projection}"))
+    spec = BenchSpec(attacks=tuple(attacks), n_images=args.n, batch_size=50, shard_size=50, visibility=False)
+    print(load())
+    res, sec = run_spec(spec)
+    print(f"{args.n} digits, sPGD2 Table 1 grid, {sec:.0f} s, {load()}")
+    print("| smoothed | gradient at | projection | P_suc | D̄ | SSIM |\n|---|---|---|---:|---:|---:|")
+    for key, row in res.summary.iterrows():
+        sm, ga, pr = key.split("/")
+        print(f"| {sm} | {ga} | {pr} | {row.p_success:.2f} | {row.mean_distortion:.2f} | {row.mean_ssim:.3f} |")
 
 
 def png_round_trip(x: torch.Tensor) -> torch.Tensor:
@@ -306,9 +328,12 @@ def cmd_c4(args: argparse.Namespace) -> None:
     recipes = {
         "shipped (6 epochs)": None,
         f"{args.epochs} epochs": (xtr, ytr, args.epochs),
-        f"shifts x{len(shifts)}, {max(1, args.epochs * 1 // len(shifts))} epochs (same steps)": (
+        f"shifts x{len(shifts)}, {max(1, args.epochs // len(shifts))} epochs (same steps)": (
             *shifted(xtr, ytr, shifts), max(1, args.epochs // len(shifts))),
     }
+    if args.only:  # run some recipes only (their 1-based numbers, shipped = 1), e.g. "3"
+        keep = {int(k) for k in args.only.split(",")}
+        recipes = {k: v for i, (k, v) in enumerate(recipes.items(), 1) if i in keep}
     print(load())
     lines = ["| recipe | clean accuracy | accuracy under FGSM ε=0.3 | training s |", "|---|---:|---:|---:|"]
     for label, recipe in recipes.items():
@@ -328,7 +353,7 @@ def cmd_c4(args: argparse.Namespace) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=("table1", "grids", "options", "png", "truncation", "adjoint", "c4"))
+    ap.add_argument("command", choices=("table1", "grids", "options", "loops", "png", "truncation", "adjoint", "c4"))
     ap.add_argument("--n", type=int, help="images (default: 200 digits, 100 for png, 20 photos, 4 for adjoint)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch", type=int, default=5, help="photos per attack call (truncation)")
@@ -337,6 +362,7 @@ def main() -> None:
     ap.add_argument("--shifts", type=int, default=9, help="c4: shifted copies of each digit (<= 9)")
     ap.add_argument("--save", help="c4: save the trained weights as SAVE-<k>.pt")
     ap.add_argument("--both", action="store_true", help="grids: run the Table 1 grids too")
+    ap.add_argument("--only", help="c4: comma-separated recipe numbers to run (1 = shipped)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     defaults = {"png": 100, "truncation": 20, "adjoint": 4}

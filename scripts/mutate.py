@@ -76,7 +76,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("eq5-laplacian-kernel-squared", "eq. 5: the Laplacian kernel on the squared distance",
            'arg = lam * (sq.sqrt() if kernel == "laplacian" else sq)',
            'arg = lam * (sq if kernel == "laplacian" else sq)', "tests/test_smoothing.py"),
-    Mutant("eq5-spatial-kernel-variance", "eq. 5: spatial kernel exp(-|p_i - p_j|^2 / sigma^2), no factor 2",
+    Mutant("eq5-spatial-kernel-variance", "eq. 5: spatial kernel exp(-‖p_i - p_j‖² / σ²), the factor 2 dropped",
            "(2.0 * spatial_sigma**2)", "(spatial_sigma**2)", "tests/test_smoothing.py"),
     # ---- degrees, normalisation and L_alpha, eqs. 6-8
     Mutant("eq6-degree-one-sided", "D = diag(W 1) counts each edge at one end only",
@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for m, path, out in results:
         late = f" ({out.timeouts} timed out)" if out.timeouts else ""
-        lines.append(f"| `{m.name}` | {m.what} | `{path}` | `{m.tests}` | "
+        lines.append(f"| `{m.name}` | {m.what.replace('|', chr(92) + '|')} | `{path}` | `{m.tests}` | "
                      f"{'yes' if out.status == 'caught' else out.status} | {out.failed}{late} / {out.total} |")
     table = "\n".join(lines) + "\n"
     print("\n" + table)

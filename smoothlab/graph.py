@@ -117,6 +117,8 @@ class ImageGraph:
         """The graphs of a subset of the images of the batch."""
         if isinstance(index, int):
             index = slice(index, index + 1 if index != -1 else None)
+        elif isinstance(index, torch.Tensor) and index.device != self.weights.device:
+            index = index.to(self.weights.device)  # CUDA refuses indices from another device
         return replace(
             self,
             weights=self.weights[index],

@@ -551,17 +551,28 @@ def visibility(
             f"x_a must have the dtype/device of x_o ({x_o.dtype}, {x_o.device}), "
             f"got ({x_a.dtype}, {x_a.device})"
         )
+    opts = _visibility_options(mag_options)
+    # two separate calls (not one concatenated batch): identical images give bit-identical mags
+    return _visibility_of_parts(_magnify_parts(x_o, *opts), _magnify_parts(x_a, *opts)[0], flat_weighting)
+
+
+def _visibility_options(mag_options: dict[str, Any]) -> tuple[float, float, float, int, str, str, float]:
+    """The checked magnification options of :func:`visibility`, positional for :func:`_magnify_parts`."""
     unknown = sorted(set(mag_options) - set(_MAGNIFY_DEFAULTS))
     if unknown:
         raise TypeError(f"unexpected magnify option(s) {unknown}; expected some of {list(_MAGNIFY_DEFAULTS)}")
     o: dict[str, Any] = dict(_MAGNIFY_DEFAULTS)
     o.update(mag_options)
-    opts = _check_mag_options(
-        o["beta"], o["sigma_d"], o["sigma_r"], o["radius"], o["window"], o["global_scale"], o["eps"]
-    )
-    # two separate calls (not one concatenated batch): identical images give bit-identical mags
-    mag_o, local_o, global_o = _magnify_parts(x_o, *opts)
-    mag_a = _magnify_parts(x_a, *opts)[0]
+    return _check_mag_options(o["beta"], o["sigma_d"], o["sigma_r"], o["radius"], o["window"], o["global_scale"], o["eps"])
+
+
+def _visibility_of_parts(
+    parts_o: tuple[torch.Tensor, torch.Tensor, torch.Tensor], mag_a: torch.Tensor, flat_weighting: bool
+) -> torch.Tensor:
+    """:func:`visibility` from ``_magnify_parts(x_o)`` and ``mag(x_a)`` (unchecked). The parts of an
+    original depend on that image alone, so they may be computed once and reused for every
+    adversarial image of it (``smoothlab.metrics.records_from_result(visibility_cache=...)``)."""
+    mag_o, local_o, global_o = parts_o
     diff2 = (mag_a - mag_o).square()
     if flat_weighting:
         wgt = global_o / (local_o + global_o)  # both floored at eps: w in (0, 1], 1/2 if x_o constant

@@ -320,6 +320,7 @@ def records_from_result(
     x: Any = None,
     visibility_options: dict[str, Any] | None = None,
     visibility: bool = True,
+    visibility_cache: dict[Any, Any] | None = None,
 ) -> pd.DataFrame:
     """Turn one attack call into per-image records (one row per image of the batch).
 
@@ -347,6 +348,11 @@ def records_from_result(
     visibility : bool
         Compute the ``visibility`` column when ``x`` is given (default); ``False`` leaves it NaN
         (the SSIM, much cheaper, is still computed).
+    visibility_cache : dict, optional
+        A dict (empty at first) shared by the calls on the same originals, e.g. every attack and
+        budget of one batch of a benchmark: the magnification of each original (keyed by image id
+        and options) is computed once and reused, with bit-identical values (it depends on that
+        image alone). An id that comes back with another image raises ``ValueError``.
 
     Returns
     -------
@@ -391,7 +397,7 @@ def records_from_result(
     if x is not None:
         _check_originals(x, result, b)
         if visibility:
-            vis = _visibility_of_successes(x, result, success.astype(bool), visibility_options)
+            vis = _visibility_of_successes(x, result, success.astype(bool), visibility_options, ids, visibility_cache)
         sim = _ssim_of_successes(x, result, success.astype(bool))
     df = pd.DataFrame(
         {
@@ -443,8 +449,16 @@ def _ssim_of_successes(x: Any, result: Any, success: np.ndarray) -> np.ndarray:
     return out
 
 
-def _visibility_of_successes(x: Any, result: Any, success: np.ndarray, options: dict[str, Any] | None) -> np.ndarray:
-    """``visibility(x_o, x_a)`` for the successful images of a batch, NaN elsewhere."""
+def _visibility_of_successes(
+    x: Any,
+    result: Any,
+    success: np.ndarray,
+    options: dict[str, Any] | None,
+    ids: np.ndarray | None = None,
+    cache: dict[Any, Any] | None = None,
+) -> np.ndarray:
+    """``visibility(x_o, x_a)`` for the successful images of a batch, NaN elsewhere; with ``cache``,
+    each original's magnification is computed once (see :func:`records_from_result`)."""
     import torch
 
     from smoothlab.magnification import visibility
@@ -453,11 +467,46 @@ def _visibility_of_successes(x: Any, result: Any, success: np.ndarray, options: 
     x_adv = result.x_adv
     out = np.full(b, np.nan, dtype="float64")
     if success.any():
-        idx = torch.from_numpy(np.flatnonzero(success)).to(x.device)
+        pos = np.flatnonzero(success)
+        idx = torch.from_numpy(pos).to(x.device)
         with torch.no_grad():
-            v = visibility(x.detach()[idx], x_adv.detach()[idx].to(x.dtype), **(options or {}))
+            xo, xa = x.detach()[idx], x_adv.detach()[idx].to(x.dtype)
+            if cache is None or ids is None:
+                v = visibility(xo, xa, **(options or {}))
+            else:
+                v = _cached_visibility(xo, xa, ids[pos], options or {}, cache)
         out[success] = v.double().cpu().numpy()
     return out
+
+
+def _cached_visibility(xo: Any, xa: Any, ids: np.ndarray, options: dict[str, Any], cache: dict[Any, Any]) -> Any:
+    """:func:`~smoothlab.magnification.visibility` with the originals' parts from ``cache``."""
+    import torch
+
+    from smoothlab._validation import check_images
+    from smoothlab.magnification import _magnify_parts, _visibility_of_parts, _visibility_options
+
+    check_images(xo, "x_o")  # the checks of visibility()
+    check_images(xa, "x_a")
+    flat = options.get("flat_weighting", True)
+    mag = {k: v for k, v in options.items() if k != "flat_weighting"}
+    opts = _visibility_options(mag)
+    tag = repr(sorted(mag.items()))
+    keys = [(int(i), tag) for i in ids]
+    first = {}
+    for j, key in enumerate(keys):
+        if key not in cache and key not in first:
+            first[key] = j
+    if first:  # originals not seen yet: their parts, once each
+        new = list(first.values())
+        parts = _magnify_parts(xo[new], *opts)
+        for n, key in enumerate(first):
+            cache[key] = (xo[new[n]].clone(),) + tuple(p[n] for p in parts)
+    stored = [cache[key] for key in keys]
+    if not torch.equal(torch.stack([s[0] for s in stored]), xo):
+        raise ValueError("visibility_cache holds another image for some image id: use one cache per set of originals")
+    parts_o = tuple(torch.stack([s[k] for s in stored]) for k in (1, 2, 3))
+    return _visibility_of_parts(parts_o, _magnify_parts(xa, *opts)[0], flat)
 
 
 # --------------------------------------------------------------------------- protocol

@@ -22,26 +22,51 @@ Three solvers:
     Batched, matrix-free conjugate gradient over all ``(image, channel)`` systems at once,
     in PyTorch on the device of ``x``. ``tol`` is on the relative residual; ``tol=0,
     max_iter=50`` reproduces the paper's truncated ImageNet setting.
+``"block"``
+    An exact block Cholesky factorisation of ``ℒ_α``, in PyTorch on the device of ``x``. With the
+    pixels in row-major order (columns of the transposed image when it is wider than tall, so
+    that a block is the short side ``m``), ``ℒ_α`` is block tridiagonal: one ``m x m`` block per
+    row of pixels (4 and 8 neighbours alike). Its Cholesky factor has dense ``m x m`` blocks
+    ``L_k`` on the diagonal and ``M_k`` below; the set-up stores ``L_k^-1``, ``(L_k^-1 M_k)ᵀ`` and
+    ``M_{k+1} L_k^-1`` (factorised in double precision), and an apply is two batched matrix
+    products plus two recurrences of one small batched product per block row -- over the whole
+    batch at once, with no Python loop over the images. Memory ``3·B·G·H·W·m``; limited to a
+    short side of :data:`BLOCK_MAX_SIDE` pixels.
 
-``solver="auto"`` picks ``direct`` on the CPU at every size: the factorisation is cheap (0.2 s
-for 100 MNIST digits) and each apply is exact and the fastest we measured -- at 28x28 batch 100 a
-forward + backward of ``ŝ_α`` took about 8 ms with ``direct``, 17-39 ms with ``dense`` (whose
-matrices, 246 MB for the batch, must stream from memory) and 17-22 ms with a converged CG; at
-299x299x3 one direct apply is about 10x faster than a converged CG (``benchmarks/README.md``).
-On a GPU it picks ``dense`` up to 1,024 pixels (one batched matrix product on the device) and
-``cg`` above (matrix-free, stays on the device, no host round trip).
+``solver="auto"`` picks, on the CPU, ``block`` for images whose short side is at most
+:data:`BLOCK_AUTO_MAX_SIDE` (MNIST) and ``direct`` above. At 28x28 batch 100 one exact solve took
+2.6 ms with ``block``, 7-8 ms with ``direct`` (a SuperLU solve per image), 10-30 ms with
+``dense`` (whose matrices, 246 MB for the batch, must stream from memory) and 9-11 ms with a
+converged CG; at 299x299x3 one direct apply is about 3-10x faster than a converged CG
+(``benchmarks/README.md``). On a GPU it picks ``dense`` up to 1,024 pixels (one batched matrix
+product on the device) and ``cg`` above (matrix-free, stays on the device, no host round trip).
+All exact solvers agree with ``dense`` to a relative error below ``1e-5`` in single precision
+(``tests/test_smoothing.py``).
 
 The gradient: ``ŝ_α`` is linear with Jacobian ``J = diag(s_α(1))^-1 ℒ_α^-1`` (eq. 19), so
 ``Jᵀ g = ℒ_α^-1 (g / s_α(1))``: one more solve with the same operator. That is the backward of a
 custom autograd function, whose memory does not grow with the number of CG iterations.
 ``backward="unrolled"`` instead differentiates through the CG iterations (the paper's choice),
 for comparison.
+
+Truncated CG (``tol=0``, e.g. the paper's 50 iterations) computes a forward that is not ``ŝ_α``
+exactly, and its adjoint backward (the formula of the exact operator, solved by the same truncated
+CG) is not the derivative of what the forward computed. Both errors are measured
+(``benchmarks/bench_fidelity.py adjoint``; 4 photos at 224x224x3, ``α = 0.997``, random signals):
+at 50 iterations the forward is 3.3 % off the exact ``ŝ_α(z)``, the adjoint gradient 1.0 % off the
+true derivative of the truncated forward (cosine 0.99995), and both gradients 3.4-3.5 % off the
+exact one; at 100 iterations every error is below 0.1 %. What the truncation does to the attacks
+(sC&W, sPGD2 on natural images) is in ``benchmarks/README.md``. The default keeps the adjoint:
+its memory does not grow with the iterations, and its mismatch is a third of the truncation error
+itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
@@ -51,9 +76,14 @@ import torch
 from smoothlab._validation import check_choice, check_images, check_int, check_range
 from smoothlab.graph import ImageGraph, edge_slices, image_graph
 
-Solver = Literal["auto", "dense", "direct", "cg"]
+Solver = Literal["auto", "dense", "direct", "cg", "block"]
+SOLVERS: tuple[str, ...] = ("auto", "dense", "direct", "cg", "block")
 
 DENSE_AUTO_MAX_PIXELS = 1024
+#: ``solver="auto"`` on the CPU picks ``"block"`` for images whose short side is at most this.
+BLOCK_AUTO_MAX_SIDE = 32
+#: The largest short side ``solver="block"`` accepts (its memory grows as ``H·W·min(H, W)``).
+BLOCK_MAX_SIDE = 128
 #: Working set of one CG call on the CPU: about half of a typical last-level cache.
 CG_CHUNK_BYTES_CPU = 16 * 2**20
 
@@ -181,9 +211,10 @@ class Smoother:
     alpha : float
         ``α ∈ [0, 1)``: 0 is the identity, values near 1 a strong low-pass (paper: 0.95 on
         MNIST, 0.997 on ImageNet).
-    solver : {"auto", "dense", "direct", "cg"}
-        See the module docstring; ``auto`` picks ``direct`` on the CPU, and on a GPU ``dense``
-        up to 1,024 pixels, ``cg`` above.
+    solver : {"auto", "dense", "direct", "cg", "block"}
+        See the module docstring; ``auto`` picks ``block`` on the CPU for images whose short side
+        is at most 32 pixels (MNIST) and ``direct`` above; on a GPU ``dense`` up to 1,024 pixels,
+        ``cg`` above.
     tol, max_iter, check_every, x0
         CG settings: relative-residual tolerance (0 = run exactly ``max_iter`` iterations),
         iteration cap, how often convergence is checked, initial guess (zeros, or the
@@ -254,7 +285,7 @@ class Smoother:
         t0 = time.perf_counter()
         check_images(x, "x")
         self.alpha = check_range(alpha, "alpha", 0.0, 1.0, high_open=True)
-        solver = check_choice(solver, "solver", ("auto", "dense", "direct", "cg"))
+        solver = check_choice(solver, "solver", SOLVERS)
         self._set_cg_options(x, tol, max_iter, check_every, x0, backward, cg_chunk_bytes)
         self.solver: str = self._pick_solver(solver, x, check_int(dense_max_pixels, "dense_max_pixels", minimum=1))
         self.shape = tuple(x.shape)
@@ -266,6 +297,8 @@ class Smoother:
         self.last_cg_info: CGInfo | None = None
         self._inverse: torch.Tensor | None = None
         self._factors: list[list[Any]] | None = None
+        self._blocks: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._blocks_transposed = False
         self.backend = self._set_up_solver()
         with torch.no_grad():
             self.ones_response = self._solve(x.new_ones(x.shape[0], self.graph.groups, *x.shape[-2:]))
@@ -290,11 +323,17 @@ class Smoother:
     def _pick_solver(self, solver: str, x: torch.Tensor, dense_max_pixels: int) -> str:
         """``solver="auto"`` resolved by device and image size; check the choice fits the images."""
         n = x.shape[-1] * x.shape[-2]
+        side = min(x.shape[-2:])
         if solver == "auto":
             if x.device.type == "cpu":
-                solver = "direct"
+                solver = "block" if side <= BLOCK_AUTO_MAX_SIDE else "direct"
             else:
                 solver = "dense" if n <= DENSE_AUTO_MAX_PIXELS else "cg"
+        if solver == "block" and side > BLOCK_MAX_SIDE:
+            raise ValueError(
+                f"solver='block' stores dense blocks of the image's short side and is limited to a short side of "
+                f"{BLOCK_MAX_SIDE} pixels; got an image of {x.shape[-2]}x{x.shape[-1]}. Use solver='direct' or 'cg'."
+            )
         if solver == "dense" and n > dense_max_pixels:
             raise ValueError(
                 f"solver='dense' inverts an n x n matrix per image and is limited to "
@@ -315,6 +354,9 @@ class Smoother:
         if self.solver == "direct":
             self._factors, backend = self._factorise()
             return backend
+        if self.solver == "block":
+            self._blocks, self._blocks_transposed = self._block_factorise()
+            return f"block: block-tridiagonal Cholesky in torch on {self.device}"
         return f"cg: matrix-free batched CG in torch on {self.device}"
 
     def _dense_inverse(self) -> torch.Tensor:
@@ -362,18 +404,21 @@ class Smoother:
                     "with transfers; install smoothlab[gpu] for GPU solves or use solver='cg'.",
                     stacklevel=4,  # _factorise <- _set_up_solver <- __init__ <- the caller
                 )
+        # a symmetric ordering and no pivoting: ℒ_α is symmetric positive definite
+        options: dict[str, Any] = {
+            "permc_spec": "MMD_AT_PLUS_A", "diag_pivot_thresh": 0.0, "options": {"SymmetricMode": True}
+        }
         factors = []
-        for i in range(self.graph.batch_size):
-            row = []
-            for gi in range(self.graph.groups):
-                lap = self.graph.regularised_laplacian_scipy(self.alpha, i, gi).astype(self._np_dtype)
-                if use_cupy:
-                    row.append(cspla.splu(csp.csc_matrix(lap)))
-                else:
-                    row.append(
-                        spla.splu(lap, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True})
-                    )
-            factors.append(row)
+        with _cupy_device(self.device) if use_cupy else contextlib.nullcontext():
+            for i in range(self.graph.batch_size):
+                row = []
+                for gi in range(self.graph.groups):
+                    lap = self.graph.regularised_laplacian_scipy(self.alpha, i, gi).astype(self._np_dtype)
+                    if use_cupy:  # factorised by SciPy on the host, L and U copied to this GPU
+                        row.append(cspla.splu(csp.csc_matrix(lap), **options))
+                    else:
+                        row.append(spla.splu(lap, **options))
+                factors.append(row)
         if use_cupy:
             backend = "direct: SuperLU factorisation on the CPU, CuPy triangular solves on the GPU"
         elif self.device.type == "cpu":
@@ -381,6 +426,58 @@ class Smoother:
         else:
             backend = f"direct: SciPy SuperLU on the CPU, with transfers from and to {self.device}"
         return factors, backend
+
+    def _block_factorise(self) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor], bool]:
+        """Block Cholesky factorisation of every ``ℒ_α`` (see ``"block"`` in the module docstring).
+
+        Returns ``((P, QT, RT), transposed)``: ``P[k] = L_k^-1`` of shape ``(nb, B, G, m, m)``,
+        ``QT[k-1] = (L_k^-1 M_k)ᵀ`` and ``RT[k] = M_{k+1} L_k^-1``, ``(nb - 1, B, G, m, m)``, with
+        ``nb`` block rows of ``m`` pixels (``transposed``: the blocks are columns of pixels).
+        """
+        gr = self.graph
+        b, g = gr.batch_size, gr.groups
+        h, w = gr.image_size
+        transposed = w > h
+        nb, m = (w, h) if transposed else (h, w)
+        dev, f64 = self.device, torch.float64
+        wn = gr.normalised.detach().to(f64)
+        diag = torch.zeros(b, g, nb, m, m, dtype=f64, device=dev)  # A_kk
+        low = torch.zeros(b, g, nb, m, m, dtype=f64, device=dev)  # A_{k,k-1} (low[:, :, 0] unused)
+        ar = torch.arange(m, device=dev)
+        diag[..., ar, ar] = 1.0
+        for k, (dy, dx) in enumerate(gr.offsets):
+            (py, px), (qy, qx) = edge_slices(dy, dx, h, w)
+            rp, cp = torch.meshgrid(torch.arange(h, device=dev)[py], torch.arange(w, device=dev)[px], indexing="ij")
+            rq, cq = rp + dy, cp + dx
+            val = -self.alpha * wn[:, :, k, py, px]
+            # (block row, position in the block) of both ends of every edge of this offset
+            (bp, pp), (bq, pq) = ((cp, rp), (cq, rq)) if transposed else ((rp, cp), (rq, cq))
+            step = dx if transposed else dy
+            if step == 0:
+                diag[:, :, bp, pp, pq] = val
+                diag[:, :, bp, pq, pp] = val
+            else:
+                if step < 0:
+                    (bp, pp), (bq, pq) = (bq, pq), (bp, pp)
+                low[:, :, bq, pq, pp] = val
+        diag /= 1.0 - self.alpha
+        low /= 1.0 - self.alpha
+        linv = torch.empty_like(diag)
+        mblk = torch.zeros_like(low)
+        eye = torch.eye(m, dtype=f64, device=dev).expand(b, g, m, m)
+        for k in range(nb):
+            dk = diag[:, :, k]
+            if k:
+                mk = low[:, :, k] @ linv[:, :, k - 1].transpose(-1, -2)  # M_k = A_{k,k-1} L_{k-1}^-T
+                mblk[:, :, k] = mk
+                dk = dk - mk @ mk.transpose(-1, -2)  # Schur complement, L_k L_kᵀ
+            lk = torch.linalg.cholesky(dk)
+            linv[:, :, k] = torch.linalg.solve_triangular(lk, eye, upper=False)
+        qt = (linv[:, :, 1:] @ mblk[:, :, 1:]).transpose(-1, -2)
+        rt = mblk[:, :, 1:] @ linv[:, :, :-1]
+        dt = self._torch_factor_dtype
+        blocks = tuple(t.to(dt).permute(2, 0, 1, 3, 4).contiguous() for t in (linv, qt, rt))
+        return blocks, transposed  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ solves
     def _check_signal(self, z: Any, name: str = "z") -> torch.Tensor:
@@ -410,6 +507,8 @@ class Smoother:
             return torch.matmul(z.reshape(b, c, 1, n), inv).reshape(z.shape)
         if self.solver == "direct":
             return self._solve_direct(z)
+        if self.solver == "block":
+            return self._solve_block(z)
         chunk = self._cg_chunk(z)
         parts, infos = [], []
         for start in range(0, b, chunk):
@@ -444,15 +543,19 @@ class Smoother:
         if type(first).__module__.startswith("cupyx"):
             import cupy
 
-            zc = cupy.from_dlpack(z.detach().to(self._torch_factor_dtype).contiguous())
-            out = cupy.empty_like(zc)
-            for i in range(b):
-                if g == 1:
-                    out[i] = self._factors[i][0].solve(zc[i].reshape(c, -1).T).T.reshape(c, h, w)
-                else:
-                    for ch in range(c):
-                        out[i, ch] = self._factors[i][ch].solve(zc[i, ch].reshape(-1)).reshape(h, w)
-            return torch.from_dlpack(out).to(self.dtype)
+            # on the factors' GPU and on torch's current stream, so that the solves are ordered
+            # after the kernels that produced z and before those that read the result
+            with _cupy_device(self.device):
+                zc = cupy.from_dlpack(z.detach().to(self._torch_factor_dtype).contiguous())
+                out = cupy.empty_like(zc)
+                for i in range(b):
+                    if g == 1:
+                        out[i] = self._factors[i][0].solve(zc[i].reshape(c, -1).T).T.reshape(c, h, w)
+                    else:
+                        for ch in range(c):
+                            out[i, ch] = self._factors[i][ch].solve(zc[i, ch].reshape(-1)).reshape(h, w)
+                res = torch.from_dlpack(out)
+            return res.to(self.dtype)
         zn = z.detach().to("cpu", self._torch_factor_dtype).numpy()
         out = np.empty_like(zn)
         for i in range(b):
@@ -462,6 +565,30 @@ class Smoother:
                 for ch in range(c):
                     out[i, ch] = self._factors[i][ch].solve(zn[i, ch].reshape(-1)).reshape(h, w)
         return torch.from_numpy(out).to(device=self.device, dtype=self.dtype)
+
+    def _solve_block(self, z: torch.Tensor) -> torch.Tensor:
+        """``ℒ_α^-1 z`` with the block Cholesky factors, for the whole batch at once (row vectors:
+        ``yᵀ = bᵀ L^-ᵀ`` then ``xᵀ = yᵀ L^-1``)."""
+        assert self._blocks is not None
+        p, qt, rt = self._blocks
+        b, c, _, _ = z.shape
+        nb, _, g, m, _ = p.shape
+        r = c // g  # right-hand sides per system: the channels sharing one graph
+        v = z.detach().transpose(-1, -2) if self._blocks_transposed else z.detach()
+        rows = v.to(p.dtype).reshape(b, g, r, nb, m).permute(3, 0, 1, 2, 4).reshape(nb, b * g, r, m)
+        pv = p.view(nb, b * g, m, m)
+        y = torch.matmul(rows, pv.transpose(-1, -2))  # c_kᵀ = b_kᵀ L_k^-ᵀ, every block row at once
+        qv = qt.view(nb - 1, b * g, m, m)
+        for k in range(1, nb):  # y_k = c_k - (L_k^-1 M_k) y_{k-1}
+            y[k].baddbmm_(y[k - 1], qv[k - 1], alpha=-1.0)
+        u = torch.matmul(y, pv)  # d_kᵀ = y_kᵀ L_k^-1
+        rv = rt.view(nb - 1, b * g, m, m)
+        for k in range(nb - 2, -1, -1):  # x_k = d_k - L_k^-ᵀ M_{k+1}ᵀ x_{k+1}
+            u[k].baddbmm_(u[k + 1], rv[k], alpha=-1.0)
+        out = u.reshape(nb, b, g, r, m).permute(1, 2, 3, 0, 4).reshape(b, c, nb, m)
+        if self._blocks_transposed:
+            out = out.transpose(-1, -2)
+        return out.to(self.dtype).contiguous()
 
     def solve(self, z: torch.Tensor) -> torch.Tensor:
         """``s_α(z) = ℒ_α^-1 z`` (eq. 8), per channel, for the whole batch (not differentiable)."""
@@ -484,18 +611,26 @@ class Smoother:
 
     # ------------------------------------------------------------------ helpers
     def __getitem__(self, index: slice | torch.Tensor | list[int] | int) -> "Smoother":
-        """The smoother of a subset of the images (no recomputation)."""
-        if isinstance(index, int):
-            index = slice(index, index + 1 if index != -1 else None)
+        """The smoother of a subset of the images (no recomputation).
+
+        ``index`` is an int, a slice, a list of ints, or a long or bool tensor on any device (an
+        attack's mask of the images still running lives on the images' device, while the sparse
+        factors of ``solver="direct"`` are host objects). Repeated indices are allowed.
+        """
+        index = _batch_index(index, self.shape[0], self.device)
         new = object.__new__(Smoother)
         new.__dict__.update(self.__dict__)
         new.graph = self.graph[index]
         new.ones_response = self.ones_response[index]
         if self._inverse is not None:
             new._inverse = self._inverse[index]
+        if self._blocks is not None:
+            new._blocks = tuple(t[:, index].contiguous() for t in self._blocks)
         if self._factors is not None:
-            idx = torch.arange(len(self._factors))[index]
-            new._factors = [self._factors[int(i)] for i in idx.reshape(-1)]
+            if isinstance(index, slice):
+                new._factors = self._factors[index]
+            else:  # host copy of the index: the factors are a Python list
+                new._factors = [self._factors[i] for i in index.cpu().tolist()]
         new.shape = (new.graph.batch_size,) + self.shape[1:]
         new.last_cg_info = None
         return new
@@ -510,6 +645,50 @@ class Smoother:
             f"kernel={self.graph.kernel!r}, lam={self.graph.lam}, colour={self.graph.colour!r}, "
             f"neighbours={2 * len(self.graph.offsets)})"
         )
+
+
+@contextlib.contextmanager
+def _cupy_device(device: torch.device) -> Iterator[None]:
+    """CuPy's current device and stream set to ``device`` and torch's current stream on it.
+
+    CuPy allocates on its own current device (GPU 0 by default) and runs on its own stream: without
+    this, factors and solves for a tensor on ``cuda:1`` would land on GPU 0, and a solve could
+    read ``z`` before the torch kernel writing it had finished.
+    """
+    import cupy
+
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    with cupy.cuda.Device(index):
+        stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(index).cuda_stream)
+        with stream:
+            yield
+
+
+def _batch_index(index: Any, size: int, device: torch.device) -> slice | torch.Tensor:
+    """An index of a batch of ``size`` images as a slice, or a long tensor on ``device``.
+
+    Tensors are moved to ``device`` (indexing a tensor with indices on another device fails on
+    CUDA); a bool mask becomes the indices of its True entries.
+    """
+    if isinstance(index, bool) or not isinstance(index, (int, slice, list, tuple, torch.Tensor)):
+        raise TypeError(f"index must be an int, a slice, a list of ints or a tensor, got {type(index).__name__}")
+    if isinstance(index, int):
+        if not -size <= index < size:
+            raise IndexError(f"index {index} is out of range for a batch of {size} images")
+        index %= size
+        return slice(index, index + 1)
+    if isinstance(index, slice):
+        return index
+    if not isinstance(index, torch.Tensor):
+        index = torch.as_tensor(list(index), dtype=torch.long) if len(index) else torch.zeros(0, dtype=torch.long)
+    if index.dtype.is_floating_point or index.dtype.is_complex:
+        raise TypeError(f"index must hold integers or bools, got dtype {index.dtype}")
+    index = index.to(device)
+    if index.dtype == torch.bool:
+        if index.shape != (size,):
+            raise IndexError(f"a bool index must have shape ({size},), got {tuple(index.shape)}")
+        return index.nonzero().reshape(-1)
+    return index.to(torch.long).reshape(-1)
 
 
 @dataclass(frozen=True)

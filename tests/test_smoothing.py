@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -13,7 +14,9 @@ from smoothlab import Smoother, SmoothingSpec, image_graph
 from smoothlab.graph import condition_number_bound
 from smoothlab.smoothing import resolve_smoother
 
-SOLVERS = ["dense", "direct", "cg"]
+SOLVERS = ["dense", "direct", "cg", "block"]
+# every available device (the same tests prove the GPU path on a GPU machine; more in test_devices.py)
+DEVICES = [pytest.param("cpu", id="cpu")] + ([pytest.param("cuda", id="cuda")] if torch.cuda.is_available() else [])
 
 
 # ----------------------------------------------------------------------------- reference
@@ -123,12 +126,15 @@ IMAGES = _make_images()
     ],
     ids=lambda g: f"{g['neighbours']}-neighbours-{g['kernel']}-{g['colour']}",
 )
-def test_solvers_match_reference(solver: str, name: str, graph: dict) -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_solvers_match_reference(solver: str, name: str, graph: dict, device: str) -> None:
     x = IMAGES[name]
     z = torch.randn(x.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     alpha = 0.95
-    smoother = Smoother(x, alpha, solver, tol=1e-12, **graph)
-    out = smoother(z).detach().numpy()
+    with warnings.catch_warnings():  # direct on a CUDA tensor without CuPy warns that it solves on the CPU
+        warnings.simplefilter("ignore", UserWarning)
+        smoother = Smoother(x.to(device), alpha, solver, tol=1e-12, **graph)
+    out = smoother(z.to(device)).detach().cpu().numpy()
     for b in range(x.shape[0]):
         ref = reference_smoothing(x[b].numpy(), z[b].numpy(), alpha, **graph)
         rel = np.linalg.norm(out[b] - ref) / np.linalg.norm(ref)
@@ -136,11 +142,14 @@ def test_solvers_match_reference(solver: str, name: str, graph: dict) -> None:
 
 
 @pytest.mark.parametrize("solver", SOLVERS)
-def test_solve_is_inverse_of_laplacian(solver: str) -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_solve_is_inverse_of_laplacian(solver: str, device: str) -> None:
     x = IMAGES["colour"]
     z = torch.randn(x.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    s = Smoother(x, 0.9, solver, tol=1e-12)
-    r = s.solve(z)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        s = Smoother(x.to(device), 0.9, solver, tol=1e-12)
+    r = s.solve(z.to(device)).cpu()
     lap = s.graph.regularised_laplacian_scipy(0.9)
     for ch in range(3):
         back = lap @ r[0, ch].numpy().ravel()
@@ -149,7 +158,8 @@ def test_solve_is_inverse_of_laplacian(solver: str) -> None:
 
 @pytest.mark.parametrize("colour", ["joint", "per-channel"])
 @pytest.mark.parametrize(
-    "solver,backward", [("dense", "adjoint"), ("direct", "adjoint"), ("cg", "adjoint"), ("cg", "unrolled")]
+    "solver,backward",
+    [("dense", "adjoint"), ("direct", "adjoint"), ("block", "adjoint"), ("cg", "adjoint"), ("cg", "unrolled")],
 )
 def test_gradcheck(solver: str, backward: str, colour: str) -> None:
     x = IMAGES["colour"][:, :, :5, :6].contiguous()
@@ -326,7 +336,7 @@ def test_subset_and_spec() -> None:
         torch.testing.assert_close(s[idx](z[idx]), full[idx], rtol=1e-4, atol=1e-5)
     spec = SmoothingSpec.mnist()
     built = resolve_smoother(spec, x)
-    assert isinstance(built, Smoother) and built.alpha == 0.95 and built.solver == "direct"  # auto on the CPU
+    assert isinstance(built, Smoother) and built.alpha == 0.95 and built.solver == "block"  # auto on the CPU, small images
     assert resolve_smoother(None, x) is None
     with pytest.raises(ValueError, match="smoother was built"):
         resolve_smoother(built, x[:2])
@@ -517,3 +527,33 @@ def test_resolve_smoother_checks_what_a_callable_returns() -> None:
         resolve_smoother("mnist", x)
     built = resolve_smoother(lambda v: Smoother(v, 0.5, "dense"), x)
     assert isinstance(built, Smoother) and built.alpha == 0.5 and built.shape == (2, 1, 6, 6)
+
+
+@pytest.mark.parametrize("shape", [(8, 1, 28, 28), (3, 3, 20, 33)], ids=["mnist-size", "wide-colour"])
+def test_block_solver_is_exact_to_1e_5_in_single_precision(shape: tuple[int, int, int, int]) -> None:
+    """The stated tolerance of the fast exact solver (issue 10): float32 guides and signals, factors
+    computed in float64 and stored in float32; relative error against the float64 dense inverse."""
+    g = torch.Generator().manual_seed(11)
+    x64 = (torch.rand(shape[0], shape[1], 4, 4, generator=g, dtype=torch.float64) > 0.6).double()
+    x64 = torch.nn.functional.interpolate(x64, size=shape[-2:], mode="nearest")  # flat regions and edges
+    z64 = torch.randn(shape, generator=g, dtype=torch.float64)
+    ref = Smoother(x64, 0.95, "dense")(z64)
+    block = Smoother(x64.float(), 0.95, "block")
+    assert block.backend.startswith("block") and block.solver == "block"
+    out = block(z64.float()).double()
+    assert float((out - ref).norm() / ref.norm()) < 1e-5
+    zr = z64.float().requires_grad_(True)
+    (grad,) = torch.autograd.grad(block(zr).square().sum(), zr)
+    zd = z64.clone().requires_grad_(True)
+    (grad_ref,) = torch.autograd.grad(Smoother(x64, 0.95, "dense")(zd).square().sum(), zd)
+    assert float((grad.double() - grad_ref).norm() / grad_ref.norm()) < 1e-5
+
+
+def test_auto_solver_on_the_cpu_and_the_block_size_limit() -> None:
+    from smoothlab.smoothing import BLOCK_AUTO_MAX_SIDE, BLOCK_MAX_SIDE
+
+    assert Smoother(torch.rand(1, 1, 28, 28), 0.9).solver == "block"  # MNIST
+    assert Smoother(torch.rand(1, 1, 200, BLOCK_AUTO_MAX_SIDE), 0.9).solver == "block"  # short side decides
+    assert Smoother(torch.rand(1, 1, 40, BLOCK_AUTO_MAX_SIDE + 1), 0.9).solver == "direct"
+    with pytest.raises(ValueError, match="short side of 128"):
+        Smoother(torch.rand(1, 1, BLOCK_MAX_SIDE + 1, BLOCK_MAX_SIDE + 1), 0.9, "block")

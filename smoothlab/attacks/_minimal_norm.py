@@ -34,16 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from smoothlab.attacks._common import Model, Prepared, l2, per_image
-from smoothlab.attacks._losses import is_adversarial
-
-
-def logit_difference(logits: torch.Tensor, labels: torch.Tensor, targeted: bool) -> torch.Tensor:
-    """``max_{i≠t} y_i - y_t`` (untargeted, ``t`` the true label) or ``y_u - max_{i≠u} y_i``
-    (targeted): positive once the image is adversarial; the loss (3) at ``m = 0`` without its
-    ``[.]_+``."""
-    own = logits.gather(1, labels[:, None]).squeeze(1)
-    others = logits.scatter(1, labels[:, None], -math.inf).amax(1)
-    return own - others if targeted else others - own
+from smoothlab.attacks._losses import is_adversarial, logit_difference
 
 
 def unit(g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,7 +86,8 @@ class Perturbation:
         """At ``x_a``: ``(x_a, logits, loss per image, gradient of the loss w.r.t. the variable)``.
 
         ``loss="cross-entropy"``: ``CE(f(x_a), y)`` (untargeted) or ``-CE(f(x_a), target)``;
-        ``loss="logit-difference"``: :func:`logit_difference`. Both are to be ascended.
+        ``loss="logit-difference"``: :func:`~smoothlab.attacks.logit_difference` (the loss (3) at
+        ``m = 0`` without its ``[.]_+``). Both are to be ascended.
         """
         with torch.enable_grad():
             vv = self.v.detach().requires_grad_(True)

@@ -7,13 +7,23 @@ from __future__ import annotations
 
 import logging
 import os
+import zlib
+from collections.abc import Mapping
 from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from smoothlab.bench.spec import BenchSpec
 
-__all__ = ["BenchWorkerPlugin", "start_local_cluster", "connect", "shard_task", "machine_workers", "has_bokeh"]
+__all__ = [
+    "BenchWorkerPlugin",
+    "start_local_cluster",
+    "connect",
+    "shard_task",
+    "machine_workers",
+    "has_bokeh",
+    "worker_gpu",
+]
 
 log = logging.getLogger("smoothlab.bench")
 
@@ -30,12 +40,13 @@ class BenchWorkerPlugin(WorkerPlugin):
 
     name = "smoothlab-bench"
 
-    def __init__(self, spec: BenchSpec, threads: int = 1, warm: bool = True) -> None:
+    def __init__(self, spec: BenchSpec, threads: int = 1, warm: bool = True, pin_by_name: bool | None = None) -> None:
         from smoothlab.models._registry import model_factories
 
         self.spec = spec
         self.threads = threads
         self.warm = warm
+        self.pin_by_name = pin_by_name  # see worker_gpu
         self.factories = model_factories((spec.model, spec.target_model))
 
     def setup(self, worker: Any) -> None:
@@ -47,21 +58,46 @@ class BenchWorkerPlugin(WorkerPlugin):
         for name, factory in self.factories.items():
             register_model(name, factory, overwrite=True)
         torch.set_num_threads(self.threads)
-        if self.spec.device == "cuda" and torch.cuda.is_available():
-            n = torch.cuda.device_count()
-            # dask_cuda pins one GPU per worker (CUDA_VISIBLE_DEVICES): then it is cuda:0;
-            # a plain LocalCluster with one worker per GPU: pick by worker name.
-            if n > 1 and "CUDA_VISIBLE_DEVICES" not in os.environ:
-                try:
-                    idx = int(worker.name) % n
-                except (TypeError, ValueError):
-                    idx = abs(hash(worker.name)) % n
-                shard.set_process_device(f"cuda:{idx}")
+        if self.spec.device.startswith("cuda") and torch.cuda.is_available():
+            if self.spec.device == "cuda":
+                idx = worker_gpu(worker.name, torch.cuda.device_count(), pin_by_name=self.pin_by_name, env=os.environ)
+                if idx is not None:
+                    shard.set_process_device(f"cuda:{idx}")
+            else:  # "cuda:k": the GPU the spec names
+                idx = int(self.spec.device.split(":", 1)[1])
+            # the current device too, so that anything allocating on "cuda" (CuPy, torch's
+            # current stream) lands on this worker's GPU
+            torch.cuda.set_device(idx or 0)
         if self.warm:
             shard.cached_dataset(self.spec)
             shard.cached_model(self.spec)
             if self.spec.target_model is not None:
                 shard.cached_model(self.spec, self.spec.target_model)
+
+
+def worker_gpu(name: Any, n_gpus: int, *, pin_by_name: bool | None = None, env: Mapping[str, str] | None = None) -> int | None:
+    """The GPU (``cuda:<index>``) a benchmark worker named ``name`` should use on a machine with ``n_gpus``.
+
+    - A ``dask_cuda.LocalCUDACluster`` (``pin_by_name=False``) gives each worker its own
+      ``CUDA_VISIBLE_DEVICES`` with its GPU first: ``0``.
+    - A plain ``LocalCluster`` that smoothlab started with one worker per GPU (``pin_by_name=True``):
+      worker ``k`` takes GPU ``k mod n_gpus`` (a non-integer name by a stable CRC-32 of the name,
+      never Python's per-process salted ``hash``).
+    - A cluster of unknown kind (``None``): by name where ``CUDA_VISIBLE_DEVICES`` is unset in
+      ``env`` (dask_cuda always sets it), else ``0``.
+
+    Returns ``None`` where there is nothing to choose (one GPU or none).
+    """
+    if n_gpus <= 1:
+        return None
+    if pin_by_name is None:
+        pin_by_name = "CUDA_VISIBLE_DEVICES" not in (os.environ if env is None else env)
+    if not pin_by_name:
+        return 0
+    try:
+        return int(name) % n_gpus
+    except (TypeError, ValueError):
+        return zlib.crc32(str(name).encode()) % n_gpus
 
 
 def shard_task(spec: BenchSpec, index: int, image_ids: list[int], threads: int) -> Any:
@@ -85,7 +121,8 @@ def start_local_cluster(spec: BenchSpec, workers: int | None, n_tasks: int) -> t
 
     CPU: ``workers`` processes (default: one per core, at most one per shard), one thread
     each. CUDA (``spec.device == "cuda"``): one worker per GPU, with ``dask_cuda`` when it is
-    installed, else a plain LocalCluster whose workers pick a GPU each by name.
+    installed, else a plain LocalCluster whose workers pick a GPU each by name
+    (:func:`worker_gpu`). ``"cuda:k"``: one worker (default) on GPU ``k``, plain LocalCluster.
     """
     import dask
     from distributed import Client, LocalCluster
@@ -102,11 +139,13 @@ def _start_local_cluster(spec: BenchSpec, workers: int | None, n_tasks: int) -> 
 
     # a free port (several clusters may run at once); the HTTP server runs with or without bokeh
     common = dict(threads_per_worker=1, dashboard_address=":0", silence_logs=logging.ERROR)
-    if spec.device.startswith("cuda"):
+    if spec.device.startswith("cuda:"):  # one named GPU: dask_cuda would renumber it per worker
+        cluster = LocalCluster(n_workers=workers or 1, processes=True, **common)
+    elif spec.device == "cuda":
         import torch
 
         n_gpu = torch.cuda.device_count()
-        n = workers or n_gpu
+        n = workers or max(1, n_gpu)
         try:
             from dask_cuda import LocalCUDACluster
 

@@ -451,7 +451,9 @@ def _run_dask(
             print(f"smoothlab bench: Dask dashboard at {dashboard}", file=sys.stderr)
         elif progress and not has_bokeh():
             print("smoothlab bench: no Dask dashboard (it needs bokeh: pip install 'smoothlab[dask]')", file=sys.stderr)
-        client.register_plugin(BenchWorkerPlugin(spec, threads=threads))
+        # a plain LocalCluster we started for the GPUs pins them by worker name; dask_cuda's by itself
+        pin = None if cluster is None else type(cluster).__name__ != "LocalCUDACluster"
+        client.register_plugin(BenchWorkerPlugin(spec, threads=threads, pin_by_name=pin))
         token = f"{spec.hash[:10]}-{uuid.uuid4().hex[:8]}"  # unique per call: never reuse old futures
         futures = [
             client.submit(shard_task, spec, k, [int(i) for i in shards[k]], threads, key=f"smoothlab-shard-{token}-{k}")

@@ -41,6 +41,11 @@ _LOCK = threading.RLock()
 _BUILDS: dict[str, int] = {"data": 0, "model": 0}
 # Device chosen for this process (set by the Dask worker plugin, e.g. "cuda:1").
 _DEVICE: dict[str, str] = {}
+# Shortcuts of run_shard that cannot change a record (issue 10): one smoother per batch and
+# smoothing spec shared by the attacks (indexed for stacked budgets), and each original's
+# magnification computed once per batch for the visibility column. Tests switch them off to
+# check that the records stay bit-identical.
+_SHORTCUTS = True
 
 
 def clear_cache() -> None:
@@ -211,6 +216,26 @@ def _attack_kwargs(attack: AttackSpec) -> dict[str, Any]:
     return kwargs
 
 
+def _share_smoother(kwargs: dict[str, Any], cache: dict[Any, Any], xb: Any, repeats: int) -> None:
+    """Replace a :class:`~smoothlab.SmoothingSpec` in ``kwargs`` by the smoother of the batch ``xb``,
+    built once per batch and spec (``cache``) and shared by the attacks; with ``repeats`` (stacked
+    budgets) it is indexed ``repeats`` times along the batch, like the attack's images. The attack
+    would build exactly this smoother on its images (the set-up of each image depends on that
+    image alone), without factorising each image once per budget and attack."""
+    import torch
+
+    from smoothlab.smoothing import SmoothingSpec
+
+    sm = kwargs.get("smoother")
+    if not isinstance(sm, SmoothingSpec):
+        return
+    key = (sm, repr(sorted(sm.options.items())))
+    if key not in cache:
+        cache[key] = sm.build(xb)
+    S = cache[key]
+    kwargs["smoother"] = S[torch.arange(xb.shape[0], device=xb.device).repeat(repeats)] if repeats else S
+
+
 def _accepts_seed(fn: Any) -> bool:
     try:
         return "seed" in inspect.signature(fn).parameters
@@ -276,6 +301,8 @@ def run_shard(spec: BenchSpec, shard_index: int, image_ids: Sequence[int]) -> pd
         xb, yb = xb.to(device), yb.to(device)
         b = block.size
         target_clean = None if target is None else _predict(target, xb)
+        smoothers: dict[Any, Any] = {}  # this batch's smoothers, per smoothing spec
+        vis_cache: dict[Any, Any] | None = {} if _SHORTCUTS else None  # its originals' magnifications
         for attack in spec.attacks:
             fn = ATTACKS[attack.name]
             kwargs = _attack_kwargs(attack)
@@ -283,6 +310,8 @@ def run_shard(spec: BenchSpec, shard_index: int, image_ids: Sequence[int]) -> pd
                 kwargs["seed"] = spec.seed + first_block + j
             k = max(1, len(attack.budgets))
             xin, yin = (xb.repeat(k, 1, 1, 1), yb.repeat(k)) if attack.budgets else (xb, yb)
+            if _SHORTCUTS:
+                _share_smoother(kwargs, smoothers, xb, k if attack.budgets else 0)
             if attack.budgets:
                 eps = torch.tensor(attack.budgets, dtype=xb.dtype, device=device).repeat_interleave(b)
                 res = fn(model, xin, yin, eps=eps, **kwargs)
@@ -294,7 +323,8 @@ def run_shard(spec: BenchSpec, shard_index: int, image_ids: Sequence[int]) -> pd
             if target is not None:
                 res = _on_target(res, target, yin, target_clean.repeat(k))
             rec = records_from_result(
-                res, image_ids=np.tile(block, k), labels=yin, budget=budget, x=xin, visibility=spec.visibility
+                res, image_ids=np.tile(block, k), labels=yin, budget=budget, x=xin, visibility=spec.visibility,
+                visibility_cache=vis_cache,
             )
             rec["attack"] = attack.key
             frames.append(rec)

@@ -42,6 +42,7 @@ def attack_panel(
     check_images(x_adv, "x_adv")
     if x.shape[0] != 1 or x_adv.shape != x.shape:
         raise ValueError(f"x and x_adv must be single images of one shape, got {tuple(x.shape)} and {tuple(x_adv.shape)}")
+    x_adv = x_adv.detach().to(x.device, x.dtype)  # results computed on a GPU, originals on the CPU
     if magnified is None:
         magnified = (to_display(magnify(x)), to_display(magnify(x_adv)))
     r = (x_adv - x).detach()
@@ -94,7 +95,8 @@ def attack_explorer(
     if len(names) != x.shape[0]:
         raise ValueError(f"names must hold one name per image ({x.shape[0]}), got {len(names)}")
     mag_x = to_display(magnify(x))
-    mag_adv = {k: to_display(magnify(r.x_adv.detach())) for k, r in results.items()}
+    # each result on the originals' device (an attack may have run on a GPU)
+    mag_adv = {k: to_display(magnify(r.x_adv.detach().to(x.device, x.dtype))) for k, r in results.items()}
 
     def panel(i: int, key: str) -> Any:
         res = results[key]

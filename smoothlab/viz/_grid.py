@@ -16,7 +16,7 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     import plotly.graph_objects as go
 
-__all__ = ["comparison_grid", "FIT_WIDTH", "FIT_HEIGHT"]
+__all__ = ["FIT_HEIGHT", "FIT_WIDTH", "comparison_grid"]
 
 #: The box a figure is fitted into by default, in CSS pixels. On a 1366x768 laptop screen the output
 #: area of a JupyterLab notebook (file browser open) is about 940 px wide, and about 530 px of it are
@@ -181,7 +181,7 @@ def comparison_grid(
     n_rows, n_cols = len(cells), len(columns)
     aspect = max(v.shape[1] / v.shape[2] for row in cells.values() for v in row.values())  # H / W of a cell
     lines = max(c.count("<br>") + 1 for c in columns)
-    side, fig_w, fig_h, margin = _fit(n_rows, n_cols, aspect, width, height, cell_size, title is not None, lines)
+    fig_w, fig_h, margin = _fit(n_rows, n_cols, aspect, width, height, cell_size, title is not None, lines)
     fig = make_subplots(
         rows=n_rows,
         cols=n_cols,
@@ -202,12 +202,12 @@ def comparison_grid(
         fig.add_annotation(text=c, x=(domain[0] + domain[1]) / 2, y=1.0, xref="paper", yref="paper",
                            xanchor="center", yanchor="bottom", yshift=2, showarrow=False, font_size=12)
     # a thin frame around every cell: an image that is white at its border stays visible on the page
-    frame = dict(showticklabels=False, showgrid=False, zeroline=False, showline=True, mirror=True, linecolor="#c8c8c8")
+    frame = {"showticklabels": False, "showgrid": False, "zeroline": False, "showline": True, "mirror": True, "linecolor": "#c8c8c8"}
     fig.update_xaxes(**frame)
     fig.update_yaxes(**frame)
     fig.update_layout(width=fig_w, height=fig_h, margin=margin, plot_bgcolor="white")
     if title is not None:  # left-aligned, clear of Plotly's tool bar (top right, shown on hover)
-        fig.update_layout(title=dict(text=title, font_size=14, x=0, xref="paper", xanchor="left", y=1 - 6 / fig_h, yanchor="top"))
+        fig.update_layout(title={"text": title, "font_size": 14, "x": 0, "xref": "paper", "xanchor": "left", "y": 1 - 6 / fig_h, "yanchor": "top"})
     return fig
 
 
@@ -226,8 +226,8 @@ def _grid_rgb(cells: dict[str, dict[str, np.ndarray]], scales: dict[tuple[str, s
     return {r: {c: out[r][c] for c in row} for r, row in cells.items()}
 
 
-def _fit(n_rows: int, n_cols: int, aspect: float, width: int, height: int, cell_size: int, titled: bool, lines: int) -> tuple[float, int, int, dict[str, int]]:
-    """Cell width and figure size so that ``n_rows x n_cols`` cells of ``aspect`` fit ``width x height``,
+def _fit(n_rows: int, n_cols: int, aspect: float, width: int, height: int, cell_size: int, titled: bool, lines: int) -> tuple[int, int, dict[str, int]]:
+    """Figure size and margins so that ``n_rows x n_cols`` cells of ``aspect`` fit ``width x height``,
     below the title and ``lines`` lines of column titles."""
     margin = {"l": _ROW_W + 4, "r": 4, "t": 8 + _LINE_H * lines + (_TITLE_H if titled else 0), "b": 4}
     room_w = width - margin["l"] - margin["r"] - _GAP * (n_cols - 1)
@@ -236,4 +236,4 @@ def _fit(n_rows: int, n_cols: int, aspect: float, width: int, height: int, cell_
     side = max(side, 8.0)  # very many cells: keep something visible (the figure then exceeds the box)
     fig_w = int(margin["l"] + margin["r"] + n_cols * side + _GAP * (n_cols - 1))
     fig_h = int(margin["t"] + margin["b"] + n_rows * side * aspect + _GAP * (n_rows - 1))
-    return side, fig_w, fig_h, margin
+    return fig_w, fig_h, margin

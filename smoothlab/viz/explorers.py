@@ -333,5 +333,8 @@ def magnification_explorer(
         "sigma_d": _selection_slider("σ_d (px)", values["sigma_d"], 3.0, **look),
         "sigma_r": _selection_slider("σ_r", values["sigma_r"], 0.2, **look),
     }
-    key = lambda: (sliders["beta"].value, sliders["sigma_d"].value, sliders["sigma_r"].value)  # noqa: E731
+
+    def key() -> tuple[float, float, float]:
+        return (sliders["beta"].value, sliders["sigma_d"].value, sliders["sigma_r"].value)
+
     return _explorer([widgets.HBox(list(sliders.values()))], sliders, figures, key)

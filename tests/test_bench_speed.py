@@ -1,0 +1,128 @@
+"""The speed work of issue 10 leaves the main job's records bit-identical.
+
+- Against a golden file: ``tests/data/bench_golden_issue10.parquet`` holds the records of a small
+  Table 1 spec (:func:`golden_spec`: the six attacks with the paper's MNIST parameters and budget
+  grids written out here, 6 digits in 2 batches) computed by the code *before* the speed work
+  (commit 4b491ab), with the smoothers of sPGD2 and sC&W pinned to ``solver="direct"`` (the solver
+  the default picked then). Regenerate it only when an attack's numerics change on purpose, from a
+  checkout of the code whose records are the reference::
+
+      git worktree add /tmp/ref <commit>
+      PYTHONPATH=/tmp/ref python tests/test_bench_speed.py --write
+
+- Within the current code: the shortcuts of ``run_shard`` (a smoother shared per batch and
+  spec, each original's magnification computed once) switched on and off give the same records,
+  for the default smoothing (``solver="auto"``: ``block`` on the CPU) as well.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+GOLDEN = Path(__file__).resolve().parent / "data" / "bench_golden_issue10.parquet"
+_SMOOTHER = {"alpha": 0.95, "kernel": "laplacian", "lam": 10.0}
+# the paper's MNIST parameters and three budgets of each Table 1 grid, written out so that a later
+# change of the defaults does not change what this test compares
+_PARAMS = {
+    "fgsm": ({}, (0.07, 0.1, 0.3)),
+    "ifgsm": ({"step": 0.08, "iterations": 10}, (0.05, 0.1, 0.3)),
+    "pgd2": ({"step": 3.0, "iterations": 10}, (1.5, 2.5, 5.0)),
+    "cw": ({"c": 15.0, "margin": 1.0, "lr": 0.1, "iterations": 100, "search_steps": 1}, ()),
+    "spgd2": ({"step": 3.0, "iterations": 10, "smoother": _SMOOTHER}, (1.5, 2.5, 5.0)),
+    "scw": ({"c": 15.0, "margin": 1.0, "lr": 0.1, "iterations": 100, "search_steps": 1, "smoother": _SMOOTHER}, ()),
+}
+IMAGES = [0, 1, 2, 3]
+# the attack's wall time differs from run to run; everything else must not
+COMPARED = [
+    "image_id", "attack", "budget", "label", "pred_clean", "pred_adv", "correct", "success", "distortion",
+    "visibility", "ssim", "forward_passes", "backward_passes",
+]
+
+
+def golden_spec(solver: str | None = "direct"):
+    """The spec of the golden records; ``solver=None`` keeps the default smoothing (``auto``)."""
+    from smoothlab.bench import AttackSpec, BenchSpec
+
+    attacks = []
+    for name, (params, budgets) in _PARAMS.items():
+        params = dict(params)
+        if "smoother" in params and solver is not None:
+            params["smoother"] = {**params["smoother"], "solver": solver}
+        attacks.append(AttackSpec(name, params, budgets))
+    return BenchSpec(attacks=tuple(attacks), image_ids=tuple(IMAGES), batch_size=2, shard_size=4, device="cpu")
+
+
+def records(spec) -> pd.DataFrame:
+    from smoothlab.bench.shard import run_shard
+
+    return run_shard(spec, 0, IMAGES).reset_index(drop=True)
+
+
+def assert_same_records(new: pd.DataFrame, ref: pd.DataFrame, what: str) -> None:
+    assert len(new) == len(ref) == len(IMAGES) * sum(max(1, len(b)) for _, b in _PARAMS.values())
+    for col in COMPARED:
+        a, b = new[col].to_numpy(), ref[col].to_numpy()
+        if a.dtype.kind == "f":
+            same = np.array_equal(a, b, equal_nan=True)  # bit for bit, NaN where both are NaN
+        else:
+            same = np.array_equal(a, b)
+        assert same, f"{what}: column {col!r} differs in {int(np.sum(a != b))} rows"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not GOLDEN.is_file(), reason="golden records not generated")
+def test_records_are_bit_identical_to_the_code_before_the_speed_work() -> None:
+    assert_same_records(records(golden_spec()), pd.read_parquet(GOLDEN), f"records vs {GOLDEN.name}")
+
+
+@pytest.mark.slow
+def test_run_shard_shortcuts_do_not_change_a_record(monkeypatch) -> None:
+    from smoothlab.bench import shard
+
+    spec = golden_spec(None)  # the default smoothing (block on the CPU); direct: the golden test
+    fast = records(spec)
+    monkeypatch.setattr(shard, "_SHORTCUTS", False)
+    slow = records(spec)
+    assert_same_records(fast, slow, "shortcuts on vs off")
+    assert fast["success"].any() and fast["visibility"].notna().any()  # not a vacuous comparison
+
+
+def test_visibility_cache_refuses_another_image_under_a_known_id() -> None:
+    import torch
+
+    from smoothlab.attacks import AttackResult
+    from smoothlab.metrics import records_from_result
+
+    x = torch.rand(2, 1, 12, 12, generator=torch.Generator().manual_seed(0))
+    xa = (x + 0.1).clamp(0, 1)
+    res = AttackResult(
+        x_adv=xa, success=torch.ones(2, dtype=torch.bool), distortion=(xa - x).flatten(1).norm(dim=1),
+        pred_clean=torch.zeros(2, dtype=torch.long), pred_adv=torch.ones(2, dtype=torch.long),
+        forward_passes=torch.ones(2, dtype=torch.long), backward_passes=torch.ones(2, dtype=torch.long),
+        attack="fgsm", params={}, seconds=0.1,
+    )
+    cache: dict = {}
+    plain = records_from_result(res, image_ids=[7, 8], labels=[0, 0], x=x)
+    cached = records_from_result(res, image_ids=[7, 8], labels=[0, 0], x=x, visibility_cache=cache)
+    again = records_from_result(res, image_ids=[7, 8], labels=[0, 0], x=x, visibility_cache=cache)  # from the cache
+    assert len(cache) == 2
+    for df in (cached, again):
+        assert np.array_equal(df["visibility"].to_numpy(), plain["visibility"].to_numpy())
+    with pytest.raises(ValueError, match="another image"):
+        records_from_result(res, image_ids=[8, 7], labels=[0, 0], x=x, visibility_cache=cache)
+
+
+if __name__ == "__main__":  # regenerate the golden records with the smoothlab on sys.path
+    if "--write" not in sys.argv:
+        sys.exit("usage: PYTHONPATH=<reference checkout> python tests/test_bench_speed.py --write")
+    import smoothlab
+
+    GOLDEN.parent.mkdir(exist_ok=True)
+    df = records(golden_spec())
+    df.to_parquet(GOLDEN, index=False)
+    print(f"wrote {len(df)} records computed by {Path(smoothlab.__file__).parent} to {GOLDEN}")
