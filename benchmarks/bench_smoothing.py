@@ -160,7 +160,7 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
     print(f"machine: {platform.node()} {name}, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
     print(f"copy bandwidth (256 MiB tensor copy): {bw / 1e9:.1f} GB/s")
-    run("28x28x1 (MNIST)", mnist_images(100).to(device), 0.95, ["dense", "cg", "direct"], args.repeats, bw)
+    run("28x28x1 (MNIST)", mnist_images(100).to(device), 0.95, ["dense", "cg", "direct", "block"], args.repeats, bw)
     run("299x299x3 (ImageNet size)", natural_images(8).to(device), 0.997, ["cg", "direct"], max(2, args.repeats // 2), bw)
 
 

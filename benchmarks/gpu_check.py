@@ -194,7 +194,8 @@ def machine(rep: Report, cfg: Config) -> None:
 
 # ---------------------------------------------------------------------------- 1. tests
 def run_tests(rep: Report, cfg: Config, timeout: float) -> None:
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:cacheprovider", *cfg.pytest_args]
+    # -o addopts=: the project's addopts name nbval and doctest options a bare GPU image may lack
+    cmd = [sys.executable, "-m", "pytest", "-q", "-o", "addopts=", "-p", "no:randomly", "-p", "no:cacheprovider", *cfg.pytest_args]
     rep(f"`{' '.join(cmd[1:])}` (timeout {timeout:.0f} s)")
     rep()
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}

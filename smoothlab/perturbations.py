@@ -8,6 +8,8 @@ The paper's claim (sec. 4, Fig. 4) is that ``r = ŝ_α(z)`` is "smooth like ``x_
   perturbation shaped by it);
 - :func:`flat_and_edge_windows` -- where to look: the flattest window of the image and the one
   with the strongest edge, to zoom on the perturbation there;
+- :func:`cosine_similarity` -- per image, how well one signal is aligned with another, e.g. the
+  smoothed gradient ``ŝ_α(g)`` that sPGD2 follows with the raw gradient ``g`` (sec. 5.3);
 - the graph-smoothness energy is :meth:`smoothlab.ImageGraph.smoothness`.
 """
 
@@ -18,7 +20,7 @@ import torch.nn.functional as F
 
 from smoothlab._validation import check_images, check_int, check_range
 
-__all__ = ["edge_contrast", "flat_and_edge_windows", "neighbour_differences"]
+__all__ = ["cosine_similarity", "edge_contrast", "flat_and_edge_windows", "neighbour_differences"]
 
 
 def neighbour_differences(v: torch.Tensor) -> torch.Tensor:
@@ -129,3 +131,37 @@ def flat_and_edge_windows(x: torch.Tensor, size: int = 32) -> dict[str, tuple[in
     pr, pc = peak // w, peak % w
     edge_rc = (min(max(pr - size // 2, 0), h - size), min(max(pc - size // 2, 0), w - size))
     return {"flat": (int(flat_rc[0]), int(flat_rc[1])), "edge": (int(edge_rc[0]), int(edge_rc[1]))}
+
+
+def cosine_similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Cosine of the angle between ``a[i]`` and ``b[i]`` for each image ``i`` of a batch.
+
+    ``<a_i, b_i> / (||a_i|| ||b_i||)`` over all pixels and channels. Section 5.3 of the paper explains
+    sPGD2's weakness on MNIST by a step ``ŝ_α(g)`` "weakly correlated with the gradient ``g``": this is
+    that correlation, ``cosine_similarity(g, S(g))``.
+
+    Parameters
+    ----------
+    a, b : torch.Tensor, shape (B, ...)
+        Two batches of the same shape.
+
+    Returns
+    -------
+    torch.Tensor, shape (B,)
+        In ``[-1, 1]``; 0 where ``a[i]`` or ``b[i]`` is all zero.
+
+    Examples
+    --------
+    >>> import torch
+    >>> a = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    >>> cosine_similarity(a, torch.tensor([[2.0, 0.0], [1.0, -1.0]]))
+    tensor([1., 0.])
+    """
+    if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor):
+        raise TypeError(f"a and b must be tensors, got {type(a).__name__} and {type(b).__name__}")
+    if a.shape != b.shape or a.dim() < 1 or a.shape[0] == 0:
+        raise ValueError(f"a and b must be non-empty batches of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    a2, b2 = a.flatten(1).double(), b.flatten(1).double()
+    num = (a2 * b2).sum(1)
+    den = a2.norm(dim=1) * b2.norm(dim=1)
+    return torch.where(den > 0, num / torch.where(den > 0, den, torch.ones_like(den)), torch.zeros_like(den)).to(a.dtype)

@@ -23,7 +23,8 @@ result afterwards.
 
 ``ATTACKS`` maps each name to its function; :class:`AttackResult` is what they return;
 :func:`margin_loss` (eq. 3), :func:`logit_difference` and :func:`is_adversarial` are the loss, the
-logit gap it is made of and the success test.
+logit gap it is made of and the success test; :func:`loss_gradient` is the gradient ``g`` that the
+attacks targeting a distortion follow (eqs. 10-12).
 
 Implementation modules are private: ``_distortion`` (FGSM, I-FGSM, PGD2, sPGD2), ``_cw``
 (C&W, sC&W), ``_ddn``, ``_fmn`` and ``_minimal_norm`` (DDN, FMN and their shared loop), ``_result``,
@@ -36,7 +37,7 @@ from collections.abc import Callable
 
 from smoothlab.attacks._cw import cw, scw
 from smoothlab.attacks._ddn import ddn, sddn
-from smoothlab.attacks._distortion import GRAD_AT, LOSSES, fgsm, ifgsm, pgd2, spgd2
+from smoothlab.attacks._distortion import GRAD_AT, LOSSES, fgsm, ifgsm, loss_gradient, pgd2, spgd2
 from smoothlab.attacks._fmn import fmn, sfmn
 from smoothlab.attacks._losses import is_adversarial, logit_difference, margin_loss
 from smoothlab.attacks._quantise import QUANTISE_SCALES, quantise
@@ -70,6 +71,7 @@ __all__ = [
     "ifgsm",
     "is_adversarial",
     "logit_difference",
+    "loss_gradient",
     "margin_loss",
     "paper_settings",
     "pgd2",

@@ -143,6 +143,26 @@ class _Active:
         return True
 
 
+class _Trace:
+    """Per-iteration values of every image (``trace=True``): ``(search_steps, iterations, B)`` tensors."""
+
+    def __init__(self, x: torch.Tensor, cfg: _Settings) -> None:
+        shape = (cfg.search_steps, cfg.iterations, x.shape[0])
+        nan = torch.full(shape, math.nan, dtype=x.dtype, device=x.device)
+        self.values = {"objective": nan, "loss": nan.clone(), "distortion": nan.clone(), "c": nan.clone()}
+        self.success = torch.zeros(shape, dtype=torch.bool, device=x.device)
+
+    def record(self, step: int, it: int, act: _Active, objective: torch.Tensor, logits: torch.Tensor, d2: torch.Tensor,
+               succ: torch.Tensor, cfg: _Settings) -> None:
+        loss = margin_loss(logits, act.lab, cfg.margin, cfg.targeted)
+        for name, value in (("objective", objective), ("loss", loss), ("distortion", d2.sqrt()), ("c", act.cst)):
+            self.values[name][step, it, act.idx] = value.detach().to(self.values[name].dtype)
+        self.success[step, it, act.idx] = succ
+
+    def as_dict(self) -> dict[str, torch.Tensor]:
+        return {**self.values, "success": self.success}
+
+
 def _loss_and_gradient(model: Model, act: _Active, cfg: _Settings) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Loss of eq. (4) (C&W, ``r = σ(w) - x_o``) or eq. (18) (sC&W, ``r = ŝ_α(z)``) per image and
     its gradient w.r.t. the variable; returns ``(loss, logits, x_a, gradient)``."""
@@ -172,9 +192,13 @@ def _adam_update(act: _Active, grad: torch.Tensor, t: int, lr: float) -> None:
     act.var.addcdiv_(act.m1, denom, value=-lr / (1.0 - b1**t))
 
 
-def _optimise(model: Model, act: _Active, best: _Best, found: torch.Tensor, iters_run: torch.Tensor, cfg: _Settings) -> None:
+def _optimise(
+    model: Model, act: _Active, best: _Best, found: torch.Tensor, iters_run: torch.Tensor, cfg: _Settings,
+    trace: _Trace | None = None, step: int = 0,
+) -> None:
     """One line-search step: ``cfg.iterations`` Adam iterations, tracking the best success of each
-    image (``found``: some iterate succeeded) and counting its iterations in ``iters_run``."""
+    image (``found``: some iterate succeeded) and counting its iterations in ``iters_run``
+    (and recording every iterate in ``trace`` when given)."""
     last = 0
     for it in range(cfg.iterations):
         loss, logits, xa, grad = _loss_and_gradient(model, act, cfg)
@@ -187,6 +211,8 @@ def _optimise(model: Model, act: _Active, best: _Best, found: torch.Tensor, iter
             d2 = (xa - act.xo).flatten(1).pow(2).sum(1)
             best.update(act.idx, succ, d2, xa, act)
             found[act.idx] |= succ
+            if trace is not None:
+                trace.record(step, it, act, loss, logits, d2, succ, cfg)
             _adam_update(act, grad, it + 1, cfg.lr)
         if cfg.abort_early and it % cfg.check_every == 0 and it + 1 < cfg.iterations:
             if it == 0:  # nothing to compare with yet
@@ -250,6 +276,7 @@ def cw(
     penalty: Literal["squared", "l2"] = "squared",
     quantise: bool = False,
     target: torch.Tensor | None = None,
+    trace: bool = False,
 ) -> AttackResult:
     """Carlini & Wagner L2 attack [1] (eq. 4); with ``smoother``, sC&W (eq. 18).
 
@@ -292,6 +319,13 @@ def cw(
         of the unrounded iterate); default ``False``.
     target : torch.Tensor, optional
         Target labels for a targeted attack (loss (3) towards the target).
+    trace : bool
+        Record every iterate (default ``False``): ``extra["trace"]`` is then a dict of tensors of
+        shape ``(search_steps, iterations, B)``: ``"objective"`` (eq. 4 or 18), ``"loss"`` (the
+        margin loss ℓ of eq. 3), ``"distortion"`` (``D = ||x_a - x_o||`` of the iterate), ``"c"``
+        (the constant of the step) -- NaN where the image was no longer optimised (early abort) --
+        and ``"success"`` (adversarial by the margin ``m``). It shows the oscillation of sec. 2.1
+        around the margin: ℓ reaches 0, the penalty pulls ``D`` back, ℓ rises again.
 
     Returns
     -------
@@ -299,7 +333,7 @@ def cw(
         ``x_adv`` is the least-distorted successful iterate; ``extra["c"]`` the constant of the
         step that found it (NaN where none did); with a smoother ``extra["latent"]`` its ``z``
         (zeros where none), so that ``x_adv = clamp(x + ŝ_α(z), 0, 1)`` where the attack
-        succeeded.
+        succeeded; with ``trace=True`` ``extra["trace"]``.
 
     Examples
     --------
@@ -325,9 +359,12 @@ def cw(
         iters_run = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
         w0 = torch.logit(x.clamp(_BOX_DELTA, 1.0 - _BOX_DELTA)) if S is None else None
         lower, upper = torch.zeros_like(const), torch.full_like(const, math.inf)
+        if not isinstance(trace, bool):
+            raise TypeError(f"trace must be a bool, got {trace!r}")
+        record = _Trace(x, cfg) if trace else None
         for _step in range(cfg.search_steps):
             found = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
-            _optimise(model, _Active(x, prep.labels, const, S, w0), best, found, iters_run, cfg)
+            _optimise(model, _Active(x, prep.labels, const, S, w0), best, found, iters_run, cfg, record, _step)
             const, lower, upper = _bisect(found, const, lower, upper)
         params: dict[str, Any] = {
             "c": c_p,
@@ -340,7 +377,10 @@ def cw(
             "norm": "l2",
             "smoother": describe_smoother(smoother),
         }
-        return _result(model, prep, best, iters_run, params, t0, quantise=check_quantise(quantise))
+        res = _result(model, prep, best, iters_run, params, t0, quantise=check_quantise(quantise))
+        if record is not None:
+            res.extra["trace"] = record.as_dict()
+        return res
 
 
 def scw(model: Model, x: torch.Tensor, y: torch.Tensor, *, smoother: Any = "mnist", **kwargs: Any) -> AttackResult:

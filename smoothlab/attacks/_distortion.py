@@ -44,7 +44,7 @@ from smoothlab.attacks._common import (
 from smoothlab.attacks._losses import margin_loss
 from smoothlab.attacks._result import AttackResult
 
-__all__ = ["fgsm", "ifgsm", "pgd2", "spgd2", "LOSSES", "GRAD_AT"]
+__all__ = ["fgsm", "ifgsm", "pgd2", "spgd2", "loss_gradient", "LOSSES", "GRAD_AT"]
 
 #: The classification losses the distortion-targeting attacks can ascend (the ``loss=`` option).
 LOSSES: tuple[str, ...] = ("cross-entropy", "margin")
@@ -412,3 +412,55 @@ def spgd2(model: Model, x: torch.Tensor, y: torch.Tensor, *, smoother: Any = "mn
     ('spgd2', 0.95, 10.0)
     """
     return pgd2(model, x, y, smoother=smooth_attack_option(smoother, "spgd2"), **kwargs)
+
+
+def loss_gradient(
+    model: Model,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    loss: Literal["cross-entropy", "margin"] = "cross-entropy",
+    target: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The gradient ``g`` that FGSM, I-FGSM and PGD2 follow (eqs. 10-11), and sPGD2 smooths (eq. 12).
+
+    The gradient, with respect to the input only, of the objective the attacks that target a
+    distortion *ascend*: the cross-entropy of the true class (``loss="cross-entropy"``, the
+    default of :func:`fgsm`, :func:`ifgsm` and :func:`pgd2`), or minus the margin loss (3) at
+    ``m = 0`` (``loss="margin"``). Targeted (``target`` given): minus the cross-entropy of the
+    target, or minus the targeted margin loss. It is exactly what an attack step starting from
+    ``x`` uses, so ``ŝ_α(g)`` is the direction of a first sPGD2 step.
+
+    Parameters
+    ----------
+    model : callable
+        Images ``(B, C, H, W)`` in ``[0, 1]`` -> logits ``(B, k)``; put in eval mode for the call.
+    x : torch.Tensor
+        Images ``(B, C, H, W)`` in ``[0, 1]``.
+    y : torch.Tensor
+        True labels ``(B,)``.
+    loss : {"cross-entropy", "margin"}
+        The loss (the ``loss=`` option of the attacks, :data:`LOSSES`).
+    target : torch.Tensor, optional
+        Target labels ``(B,)`` for a targeted attack.
+
+    Returns
+    -------
+    torch.Tensor
+        ``g``, shape of ``x``, detached.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from smoothlab.attacks import loss_gradient
+    >>> from smoothlab.data import mnist
+    >>> from smoothlab.models import c4
+    >>> x, y = mnist("test")
+    >>> g = loss_gradient(c4(pretrained=True), x[:4], y[:4])
+    >>> g.shape, bool(g.abs().sum() > 0)
+    (torch.Size([4, 1, 28, 28]), True)
+    """
+    loss = check_choice(loss, "loss", LOSSES)
+    with eval_mode(model):
+        prep = prepare(model, x, y, target)
+        return _ascent_direction(model, prep.x, prep, loss).detach()
