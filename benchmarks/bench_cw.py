@@ -26,6 +26,7 @@ import sys
 import time
 import types
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -87,6 +88,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the benchmark workers run 1)")
     parser.add_argument("--no-adv-lib", action="store_true", help="skip the comparison with adv-lib")
+    parser.add_argument("--only", choices=("ratio", "adv-lib"), help="run one part only")
     parser.add_argument("--adv-lib-repeats", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -101,6 +103,16 @@ def main() -> None:
     )
 
     # 1. sC&W / C&W at the paper's settings
+    if args.only != "adv-lib":
+        ratio(model, x, y, n, args.repeats)
+    # 2. against adv-lib, same budget and equivalent step
+    if args.only != "ratio":
+        against_adv_lib(model, x, y, n, None if args.no_adv_lib else adv_lib_cw(), args.adv_lib_repeats)
+    print(f"\nload average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+
+
+def ratio(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, n: int, repeats: int) -> None:
+    """sC&W / C&W at the paper's settings, per exact solver (and torchattacks' CW if installed)."""
     common = dict(c=15.0, margin=1.0, lr=0.1, iterations=100, search_steps=1, abort_early=False)
     runs: dict[str, Callable[[], torch.Tensor]] = {
         "C&W": lambda: cw(model, x, y, **common).x_adv,
@@ -115,12 +127,13 @@ def main() -> None:
         runs[f"C&W, torchattacks {torchattacks.__version__}"] = lambda: ta(x, y)
     except ImportError:
         pass
-    t, out = timed(runs, args.repeats)
-    print(f"sC&W / C&W: 100 iterations, c = 15, margin 1, lr 0.1, no early abort; median of {args.repeats} alternating runs\n")
+    t, out = timed(runs, repeats)
+    print(f"sC&W / C&W: 100 iterations, c = 15, margin 1, lr 0.1, no early abort; median of {repeats} alternating runs\n")
     table(t, out, "C&W", x, y, model, n)
 
-    # 2. against adv-lib, same budget and equivalent step
-    cwl2 = None if args.no_adv_lib else adv_lib_cw()
+
+def against_adv_lib(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, n: int, cwl2: Any, repeats: int) -> None:
+    """Our C&W against adv-lib's, same budget and equivalent step size."""
     if cwl2 is None:
         print("\nadv-lib not installed (pip install --no-deps adv-lib): skipping that comparison")
     else:
@@ -134,13 +147,12 @@ def main() -> None:
                 max_iterations=200, abort_early=True
             ),
         }
-        t2, out2 = timed(runs2, args.adv_lib_repeats)
+        t2, out2 = timed(runs2, repeats)
         print(
             f"\nagainst adv-lib: 5 search steps x 200 iterations, c0 = 1, margin 0, early abort; "
-            f"median of {args.adv_lib_repeats} alternating runs\n"
+            f"median of {repeats} alternating runs\n"
         )
         table(t2, out2, "C&W (smoothlab, lr 0.02)", x, y, model, n)
-    print(f"\nload average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 
 if __name__ == "__main__":

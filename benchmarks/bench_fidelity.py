@@ -238,7 +238,7 @@ def cmd_truncation(args: argparse.Namespace) -> None:
         modes["paper, backward through the iterations"] = SmoothingSpec.imagenet(backward="unrolled")
     lines = ["| attack | smoothing | P_suc | D̄ | SSIM | s / photo |", "|---|---|---:|---:|---:|---:|"]
     eps = IMAGENET_BUDGETS["spgd2"]
-    for attack in ("spgd2", "scw"):
+    for attack in args.attacks.split(","):
         for label, sm in modes.items():
             if attack == "spgd2" and "through" in label:
                 continue  # eq. (12) never differentiates through the smoother
@@ -247,6 +247,8 @@ def cmd_truncation(args: argparse.Namespace) -> None:
                 xb, yb = x[i : i + args.batch], y[i : i + args.batch]
                 kw = paper_settings(attack, "imagenet", eps=False)
                 kw["smoother"] = sm
+                if attack == "scw" and args.no_abort:
+                    kw["abort_early"] = False
                 if attack == "spgd2":
                     k = len(eps)
                     xin, yin = xb.repeat(k, 1, 1, 1), yb.repeat(k)
@@ -358,6 +360,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch", type=int, default=5, help="photos per attack call (truncation)")
     ap.add_argument("--unrolled", action="store_true", help="truncation: also sC&W differentiating through CG")
+    ap.add_argument("--attacks", default="spgd2,scw", help="truncation: which attacks (spgd2,scw)")
+    ap.add_argument("--no-abort", action="store_true", help="truncation: sC&W without early abort")
     ap.add_argument("--epochs", type=int, default=30, help="c4: epochs of the longer recipe")
     ap.add_argument("--shifts", type=int, default=9, help="c4: shifted copies of each digit (<= 9)")
     ap.add_argument("--save", help="c4: save the trained weights as SAVE-<k>.pt")

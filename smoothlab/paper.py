@@ -98,6 +98,11 @@ def _cw_cause() -> str:
 
 
 _CW = _cw_cause()
+_IMAGENET = (
+    "the network and the images: our default classifier is EfficientNet-Lite0 at 224x224 on our photos, the "
+    "paper's InceptionV3 at 299x299 on the NIPS 2017 set (D̄ grows with the square root of the number of pixels)"
+)
+_IMAGENET_GRID = "; and " + _GRID
 
 #: Known causes of a gap, ``(table, column, attack) -> explanation``; a gap with no entry is
 #: "unexplained". Each names a cause, never a number of ours.
@@ -110,6 +115,8 @@ GAPS: Mapping[tuple[int, str, str], str] = MappingProxyType(
         (1, "MNIST C4", "spgd2"): _SPGD2 + "; and " + _GRID,
         (1, "MNIST C4", "scw"): _CW + "; and " + _MODEL,
         **{(2, "MNIST C4", a): _ADV_MODEL + ("; and " + _GRID if a in ("fgsm", "ifgsm", "pgd2", "spgd2") else "")
+           for a in _ATTACKS},
+        **{(1, "ImageNet InceptionV3", a): _IMAGENET + (_IMAGENET_GRID if a in ("fgsm", "ifgsm", "pgd2", "spgd2") else "")
            for a in _ATTACKS},
     }
 )

@@ -35,9 +35,10 @@ Three solvers:
 
 ``solver="auto"`` picks, on the CPU, ``block`` for images whose short side is at most
 :data:`BLOCK_AUTO_MAX_SIDE` (MNIST) and ``direct`` above. At 28x28 batch 100 one exact solve took
-2.6 ms with ``block``, 7-8 ms with ``direct`` (a SuperLU solve per image), 10-30 ms with
-``dense`` (whose matrices, 246 MB for the batch, must stream from memory) and 9-11 ms with a
-converged CG; at 299x299x3 one direct apply is about 3-10x faster than a converged CG
+about 2 ms with ``block`` against 7-8 ms with ``direct`` (a SuperLU solve per image) and 30 ms with
+``dense`` (whose matrices, 246 MB for the batch, must stream from memory); a forward + backward
+of ``ŝ_α`` on a loaded machine, interleaved: 21 ms (block), 31 (direct), 74 (CG to 1e-5), 121
+(dense). At 299x299x3 one direct apply is about 3-10x faster than a converged CG
 (``benchmarks/README.md``). On a GPU it picks ``dense`` up to 1,024 pixels (one batched matrix
 product on the device) and ``cg`` above (matrix-free, stays on the device, no host round trip).
 All exact solvers agree with ``dense`` to a relative error below ``1e-5`` in single precision
@@ -254,7 +255,7 @@ class Smoother:
     >>> x = torch.rand(2, 1, 28, 28)
     >>> S = Smoother(x, alpha=0.95)
     >>> S
-    Smoother(batch=2, channels=1, size=28x28, alpha=0.95, solver='direct', kernel='laplacian', lam=10.0, colour='joint', neighbours=4)
+    Smoother(batch=2, channels=1, size=28x28, alpha=0.95, solver='block', kernel='laplacian', lam=10.0, colour='joint', neighbours=4)
     >>> z = torch.randn_like(x, requires_grad=True)
     >>> r = S(z)                                    # smooth like x, differentiable (eq. 19)
     >>> r.shape, bool(r.std() < z.std())

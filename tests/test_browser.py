@@ -94,6 +94,7 @@ class Expect:
 
 # Per notebook, by file stem; a notebook not listed gets Expect() (at least one Plotly figure).
 EXPECT: dict[str, Expect] = {
+    "00_overview": Expect(plotly=0),  # text, links and one attack's result: no figure
     "01_laplacian_smoothing": Expect(plotly=5, sliders=1, widgets=2, move_slider=True),
     "02_attacks_on_mnist": Expect(plotly=5),
     "03_distributed_evaluation": Expect(plotly=2, widgets=4, dashboard=True),  # widgets: the progress bar

@@ -383,3 +383,29 @@ def test_bench_runs_the_new_attacks_with_ssim(tmp_path):
     assert set(table.index) == {"spgd2-authors", "ddn", "sfmn"}
     assert table["mean_ssim"].between(0, 1).all()
     assert "sPGD2 (authors' loop)" in result.table()
+
+
+# ----------------------------------------------------------------------------- 4. truncated CG
+def test_truncated_cg_has_no_derivative_at_zero_but_the_adjoint_does():
+    """Why sC&W with the paper's truncated CG needs the adjoint backward: from its start z_0 = 0,
+    autodiff through the CG iterations gives a zero gradient (no iteration moves at a zero
+    right-hand side), so the attack never leaves z = 0; the adjoint gives the operator's transpose."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 3, 16, 16, generator=g)
+    v = torch.randn(x.shape, generator=g)
+    grads = {}
+    for backward in ("unrolled", "adjoint"):
+        S = SmoothingSpec.imagenet(backward=backward)(x)
+        for start in ("zero", "small"):
+            z0 = torch.zeros_like(x) if start == "zero" else 1e-3 * torch.randn(x.shape, generator=g)
+            z = z0.requires_grad_(True)
+            (grads[backward, start],) = torch.autograd.grad(S(z), z, v)
+    assert float(grads["unrolled", "zero"].abs().max()) == 0.0
+    exact = SmoothingSpec.imagenet(exact=True)(x)
+    z = torch.zeros_like(x, requires_grad=True)
+    (g_exact,) = torch.autograd.grad(exact(z), z, v)
+    rel = {k: float((grads[k] - g_exact).norm() / g_exact.norm()) for k in grads}
+    # the adjoint does not depend on z and is close to the exact gradient; the true derivative of
+    # the truncated forward exists away from 0, a little further from it
+    assert torch.equal(grads["adjoint", "zero"], grads["adjoint", "small"]) and rel["adjoint", "zero"] < 0.05, rel
+    assert rel["unrolled", "small"] < 0.15, rel

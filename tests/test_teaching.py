@@ -283,3 +283,51 @@ def test_run_all_equals_separate_runs(tmp_path) -> None:
         run_all({"a": "fgsm"}, workers=0)
     with pytest.raises(ValueError, match="folder"):
         run_all({"../x": specs["a"]}, workers=0)
+
+
+# ------------------------------------------------------------------ settings_provenance
+
+
+def test_settings_provenance_reads_the_settings_in_force() -> None:
+    from smoothlab.attacks import PAPER_ATTACKS, paper_settings, settings_provenance
+
+    for dataset in ("mnist", "imagenet"):
+        table = settings_provenance(dataset)
+        assert list(dict.fromkeys(table.index.get_level_values(0))) == list(PAPER_ATTACKS)
+        for attack in PAPER_ATTACKS:
+            for key, value in paper_settings(attack, dataset).items():
+                if key == "smoother":
+                    assert table.loc[(attack, "smoother.alpha"), "value"] == value.alpha
+                    assert table.loc[(attack, "smoother.lam"), "value"] == value.lam
+                else:
+                    assert table.loc[(attack, key), "value"] == value, (dataset, attack, key)
+        # the options that shape the algorithms are reported for the attacks that have them
+        for attack, option in [("pgd2", "projection"), ("spgd2", "smooth"), ("fgsm", "loss"), ("scw", "penalty")]:
+            assert (attack, option) in table.index
+
+
+# The paper's values, read off sec. 5.2 (and sec. 5 for the loss), independently of the module's table.
+PAPER_SAYS = {
+    ("mnist", "fgsm", "eps"): 0.3, ("mnist", "ifgsm", "step"): 0.08, ("mnist", "pgd2", "eps"): 5.0,
+    ("mnist", "cw", "c"): 15.0, ("mnist", "cw", "margin"): 1.0, ("mnist", "scw", "smoother.alpha"): 0.95,
+    ("imagenet", "fgsm", "eps"): 0.1255, ("imagenet", "cw", "c"): 100.0, ("imagenet", "cw", "margin"): 0.0,
+    ("imagenet", "scw", "smoother.alpha"): 0.997, ("imagenet", "spgd2", "smoother.max_iter"): 50,
+    ("mnist", "pgd2", "loss"): "margin",
+}
+
+
+def test_settings_provenance_says_paper_exactly_where_the_value_is_the_papers() -> None:
+    from smoothlab.attacks import settings_provenance
+
+    for (dataset, attack, setting), paper in PAPER_SAYS.items():
+        row = settings_provenance(dataset).loc[(attack, setting)]
+        assert row["paper"] == paper, (dataset, attack, setting)
+        assert (row["source"] == "paper") == (row["value"] == paper), (dataset, attack, setting, row["value"])
+    mnist = settings_provenance("mnist")
+    # the paper gives no iteration count and no kernel bandwidth: never "paper"
+    assert mnist.loc[("cw", "iterations"), "source"] != "paper"
+    assert mnist.loc[("scw", "smoother.lam"), "source"] != "paper"
+    with pytest.raises(ValueError, match="dataset"):
+        settings_provenance("cifar")
+    with pytest.raises(ValueError, match="attack"):
+        settings_provenance("mnist", ("ddn",))

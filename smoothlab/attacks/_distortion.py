@@ -398,7 +398,9 @@ def spgd2(model: Model, x: torch.Tensor, y: torch.Tensor, *, smoother: Any = "mn
     """sPGD2 (section 4.1, eq. 12): :func:`pgd2` smoothing the gradient, as :func:`scw` smooths :func:`cw`.
 
     The same ``smoother=`` (default ``"mnist"``, never ``None``: that is :func:`pgd2`); other keyword
-    arguments go to :func:`pgd2`.
+    arguments go to :func:`pgd2`. The authors' loop instead of eq. (12) is
+    ``spgd2(..., smooth="perturbation", grad_at="unclipped", projection="sphere")`` (the bench attack
+    ``"spgd2-authors"``).
 
     Examples
     --------
