@@ -8,11 +8,13 @@ after; all are deterministic except the timings. Keep them small on a shared mac
     python benchmarks/bench_fidelity.py options [--n 200]     # loss and grad_at of FGSM/I-FGSM/PGD2/sPGD2
     python benchmarks/bench_fidelity.py loops [--n 200]       # sPGD2: eq. 12 vs the authors' loop, piece by piece
     python benchmarks/bench_fidelity.py png [--n 100]         # P_suc after a real PNG round trip
-    python benchmarks/bench_fidelity.py truncation [--n 20]   # truncated CG vs exact, natural images
+    python benchmarks/bench_fidelity.py truncation [--n 20] [--unrolled] [--attacks spgd2,scw] [--no-abort]
+                                                              # truncated CG vs exact, natural images
     python benchmarks/bench_fidelity.py adjoint [--n 4]       # adjoint vs derivative of truncated CG
-    python benchmarks/bench_fidelity.py c4 [--epochs 30]      # C4 training recipes vs FGSM
+    python benchmarks/bench_fidelity.py c4 [--epochs 30] [--only 1,3]  # C4 training recipes vs FGSM
 
-``--threads`` sets torch's CPU threads (default 1).
+``--threads`` sets torch's CPU threads (default 1). Natural images need the ImageNet sample
+(``SMOOTHLAB_DATA``, see :func:`smoothlab.data.imagenet_samples`).
 """
 
 from __future__ import annotations

@@ -345,6 +345,9 @@ def solver_applies(rep: Report, cfg: Config) -> None:
             except ValueError as exc:  # a solver refusing this size says so
                 rows.append([name, solver, "n/a", "n/a", str(exc).split(";")[0][:80]])
                 continue
+            except Exception as exc:  # noqa: BLE001 - e.g. a CuPy failure: the other solvers still run
+                rows.append([name, solver, "failed", "", f"{type(exc).__name__}: {str(exc)[:100]}"])
+                continue
 
             def fwd_bwd(S: Any = S) -> torch.Tensor:
                 zz = z.clone().requires_grad_(True)
@@ -352,7 +355,11 @@ def solver_applies(rep: Report, cfg: Config) -> None:
                 out.backward(g)
                 return out.detach()
 
-            t = timeit(fwd_bwd, dev, cfg.repeats)
+            try:
+                t = timeit(fwd_bwd, dev, cfg.repeats)
+            except Exception as exc:  # noqa: BLE001
+                rows.append([name, solver, f"{setup:.3f}", "failed", f"{S.backend}; {type(exc).__name__}: {str(exc)[:100]}"])
+                continue
             out = fwd_bwd()
             if ref is None:
                 ref = out
