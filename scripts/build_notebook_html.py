@@ -10,7 +10,7 @@ values) and Plotly figures rendered to HTML that loads plotly.js from its CDN, t
 ``lab`` template to ``<out>/<name>.html``. The stored notebooks are never modified. ``<out>/index.html`` lists
 what was built, in which mode, when and how long it took; a notebook that fails or runs past ``--timeout`` is
 listed as not built (an older HTML copy of it is left in place and marked as such). Pages over ``--max-mb``
-are reported: don't commit them. ``docs/`` is what GitHub Pages publishes (Settings, Pages, "Deploy from a
+are not kept (``--max-mb 0`` keeps none, ``--max-mb 1000`` keeps them all). ``docs/`` is what GitHub Pages publishes (Settings, Pages, "Deploy from a
 branch", folder ``/docs``).
 
 The natural-image notebook needs the ImageNet sample at full size: set ``SMOOTHLAB_DATA`` to a folder holding
@@ -45,8 +45,11 @@ def _select(names: list[str]) -> list[Path]:
     return chosen
 
 
-def build_one(book: Path, out: Path, *, quick: bool, timeout: int, kernel: str) -> dict:
-    """Execute ``book`` and write ``out/<stem>.html``; return its status entry."""
+def build_one(book: Path, out: Path, *, quick: bool, timeout: int, kernel: str, max_mb: float = 10.0) -> dict:
+    """Execute ``book`` and write ``out/<stem>.html``; return its status entry.
+
+    A page larger than ``max_mb`` megabytes is not kept (too large to commit): the entry says so.
+    """
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
@@ -69,9 +72,13 @@ def build_one(book: Path, out: Path, *, quick: bool, timeout: int, kernel: str) 
         entry.update(built=False, reason=f"a cell failed: {str(exc).strip().splitlines()[-1][:200]}")
     else:
         body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
-        target = out / f"{book.stem}.html"
-        target.write_text(body, encoding="utf-8")
-        entry.update(built=True, megabytes=round(target.stat().st_size / 2**20, 2))
+        megabytes = round(len(body.encode("utf-8")) / 2**20, 2)
+        if megabytes > max_mb:
+            entry.update(built=False, megabytes=megabytes,
+                         reason=f"executed, but the page ({megabytes} MB) is over --max-mb={max_mb:g}: not kept")
+        else:
+            (out / f"{book.stem}.html").write_text(body, encoding="utf-8")
+            entry.update(built=True, megabytes=megabytes)
     finally:
         for k, v in env_before.items():
             if v is None:
@@ -93,7 +100,7 @@ def write_index(out: Path, status: dict) -> None:
         else:
             old = (out / f"{stem}.html").exists()
             cell = f'<a href="{stem}.html">{html.escape(stem)}</a> (older copy)' if old else html.escape(stem)
-            what = f"not built at {e['mode']} on {e['date']}: {html.escape(e.get('reason', ''))}"
+            what = f"no page from the {e['mode']} run of {e['date']}: {html.escape(e.get('reason', ''))}"
         rows.append(f"<tr><td>{cell}</td><td>{what}</td></tr>")
     (out / "index.html").write_text(
         "<!doctype html><meta charset='utf-8'><title>smoothlab notebooks</title>"
@@ -111,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="quick mode (SMOOTHLAB_QUICK=1): a smoke build")
     parser.add_argument("--timeout", type=int, default=7200, help="seconds per cell before giving up on a notebook")
     parser.add_argument("--kernel", default="python3", help="Jupyter kernel name")
-    parser.add_argument("--max-mb", type=float, default=10.0, help="report pages larger than this")
+    parser.add_argument("--max-mb", type=float, default=10.0, help="do not keep pages larger than this (MB)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     status_file = args.out / STATUS
@@ -119,11 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     for book in _select(args.notebooks):
         print(f"{book.name}: executing ({'quick' if args.quick else 'full size'}) ...", flush=True)
-        entry = build_one(book, args.out, quick=args.quick, timeout=args.timeout, kernel=args.kernel)
+        entry = build_one(book, args.out, quick=args.quick, timeout=args.timeout, kernel=args.kernel, max_mb=args.max_mb)
         status[book.name] = entry
         if entry["built"]:
-            big = " -- over --max-mb: do not commit it" if entry["megabytes"] > args.max_mb else ""
-            print(f"  wrote {args.out / (book.stem + '.html')} ({entry['megabytes']} MB, {entry['seconds']:.0f} s){big}")
+            print(f"  wrote {args.out / (book.stem + '.html')} ({entry['megabytes']} MB, {entry['seconds']:.0f} s)")
         else:
             failed += 1
             print(f"  NOT BUILT: {entry['reason']} ({entry['seconds']:.0f} s)")
