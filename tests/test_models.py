@@ -93,6 +93,29 @@ def test_c4_first_layer_is_same_padded():
     torch.testing.assert_close(h["conv1"], ref)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_c4_fast_cpu_layout_equals_the_default_layout(dtype, monkeypatch):
+    # logits, input gradient (through the fold of _InputGradByFold) and every parameter's gradient
+    model = C4().to(dtype)
+    x = torch.rand(6, 1, 28, 28, dtype=dtype, generator=torch.Generator().manual_seed(3))
+    grads = {}
+    for fast in (True, False):
+        monkeypatch.setattr(C4, "fast_cpu", fast)
+        xv = x.clone().requires_grad_(True)
+        out = model(xv)
+        loss = out.logsumexp(1).sum() + out[:, 3].sum()
+        grads[fast] = (out.detach(), *torch.autograd.grad(loss, [xv, *model.parameters()]))
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    for a, b in zip(grads[True], grads[False]):
+        assert torch.allclose(a, b, rtol=tol, atol=tol * float(b.abs().max()))
+    # only x's gradient asked for: the weights get none, and x's is the same
+    monkeypatch.setattr(C4, "fast_cpu", True)
+    xv = x.clone().requires_grad_(True)
+    (gx,) = torch.autograd.grad(model(xv).logsumexp(1).sum() + model(xv)[:, 3].sum(), xv)
+    assert torch.allclose(gx, grads[False][1], rtol=tol, atol=tol * float(grads[False][1].abs().max()))
+    assert all(p.grad is None for p in model.parameters())
+
+
 def test_c4_rejects_bad_input_shape():
     model = c4(seed=0)
     with pytest.raises(ValueError, match=r"\(B, 1, 28, 28\)"):
