@@ -157,7 +157,7 @@ def _binder_link(repository: str) -> str:
     if found is None:
         raise ValueError(f"[project.urls] Repository must be a GitHub URL https://github.com/OWNER/NAME, got {repository!r}")
     owner, name = found.groups()
-    return f"https://mybinder.org/v2/gh/{owner}/{name}/main?urlpath=lab/tree/notebooks/01_laplacian_smoothing.ipynb"
+    return f"https://mybinder.org/v2/gh/{owner}/{name}/main?urlpath=lab/tree/notebooks/00_overview.ipynb"
 
 
 def test_readme_binder_badge_is_built_from_the_repository_url() -> None:
@@ -176,7 +176,7 @@ def test_readme_binder_badge_is_built_from_the_repository_url() -> None:
 
 def test_the_binder_link_changes_with_the_repository_url() -> None:
     assert _binder_link("https://github.com/someone/fork.git") == (
-        "https://mybinder.org/v2/gh/someone/fork/main?urlpath=lab/tree/notebooks/01_laplacian_smoothing.ipynb"
+        "https://mybinder.org/v2/gh/someone/fork/main?urlpath=lab/tree/notebooks/00_overview.ipynb"
     )
     with pytest.raises(ValueError, match="GitHub"):
         _binder_link("https://gitlab.com/someone/fork")  # not a GitHub URL: the Binder link needs another form
