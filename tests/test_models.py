@@ -116,6 +116,35 @@ def test_c4_fast_cpu_layout_equals_the_default_layout(dtype, monkeypatch):
     assert all(p.grad is None for p in model.parameters())
 
 
+def test_c4_fast_cpu_layout_second_order_gradients(monkeypatch):
+    # a gradient penalty ||dL/dx||^2 differentiated w.r.t. every parameter and x (float64)
+    model = C4().double()
+    x = torch.rand(3, 1, 28, 28, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    grads = {}
+    for fast in (True, False):
+        monkeypatch.setattr(C4, "fast_cpu", fast)
+        xv = x.clone().requires_grad_(True)
+        (gx,) = torch.autograd.grad(model(xv).logsumexp(1).sum(), xv, create_graph=True)
+        grads[fast] = torch.autograd.grad(gx.square().sum(), [xv, *model.parameters()])
+    for a, b in zip(grads[True], grads[False]):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12 * float(b.abs().max()))
+
+
+def test_c4_fast_cpu_layout_steps_aside_for_hooks_and_autocast(monkeypatch):
+    model = C4()
+    x = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(6))
+    monkeypatch.setattr(C4, "_forward_cpu", lambda self, x: pytest.fail("the fast layout ran"))
+    seen = {}
+    handle = model.conv1.register_forward_hook(lambda m, i, o: seen.update(x=i[0], out=o))
+    xv = x.clone().requires_grad_(True)
+    model(xv)
+    assert seen["x"].requires_grad and seen["out"].is_contiguous()  # the layer as it is, tied to x
+    handle.remove()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x)
+    assert out.dtype == torch.bfloat16
+
+
 def test_c4_rejects_bad_input_shape():
     model = c4(seed=0)
     with pytest.raises(ValueError, match=r"\(B, 1, 28, 28\)"):
