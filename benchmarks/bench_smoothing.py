@@ -26,29 +26,8 @@ import torch
 
 from smoothlab.smoothing import Smoother, conjugate_gradient
 
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def timeit(fn, device: torch.device, repeats: int) -> float:
-    fn()
-    sync(device)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
-
-
-def copy_bandwidth(device: torch.device, repeats: int) -> float:
-    src = torch.rand(64 * 2**20 // 4 * 4, device=device)  # 256 MiB
-    dst = torch.empty_like(src)
-    t = timeit(lambda: dst.copy_(src), device, repeats)
-    return 2 * src.numel() * src.element_size() / t
+# the timing helpers of the GPU check (this folder is on sys.path when a script here runs)
+from gpu_check import copy_bandwidth, sync, timeit
 
 
 def mnist_images(batch: int) -> torch.Tensor:
@@ -156,7 +135,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    bw = copy_bandwidth(device, args.repeats)
+    bw = copy_bandwidth(device, args.repeats, mib=256)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
     print(f"machine: {platform.node()} {name}, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
     print(f"copy bandwidth (256 MiB tensor copy): {bw / 1e9:.1f} GB/s")

@@ -114,6 +114,9 @@ def _imagenet_cw_cause() -> str:
         "(benchmarks/README.md, 'Natural images')"
     )
 
+
+_IMAGENET_CW = _imagenet_cw_cause()
+
 #: Known causes of a gap, ``(table, column, attack) -> explanation``; a gap with no entry is
 #: "unexplained". Each names a cause, never a number of ours.
 GAPS: Mapping[tuple[int, str, str], str] = MappingProxyType(
@@ -127,7 +130,7 @@ GAPS: Mapping[tuple[int, str, str], str] = MappingProxyType(
         **{(2, "MNIST C4", a): _ADV_MODEL + ("; and " + _GRID if a in ("fgsm", "ifgsm", "pgd2", "spgd2") else "")
            for a in _ATTACKS},
         **{(1, "ImageNet InceptionV3", a): _IMAGENET
-           + (_IMAGENET_GRID if a in ("fgsm", "ifgsm", "pgd2", "spgd2") else _imagenet_cw_cause())
+           + (_IMAGENET_GRID if a in ("fgsm", "ifgsm", "pgd2", "spgd2") else _IMAGENET_CW)
            for a in _ATTACKS},
     }
 )
