@@ -73,6 +73,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from smoothlab.attacks import ATTACK_LABELS, attack_names
+
 if TYPE_CHECKING:  # pragma: no cover
     from smoothlab.attacks import AttackResult
 
@@ -82,6 +84,7 @@ __all__ = [
     "SUMMARY_COLUMNS",
     "ATTACK_ORDER",
     "ATTACK_LABELS",
+    "attack_label",
     "validate_records",
     "records_from_result",
     "union_over_budgets",
@@ -120,25 +123,16 @@ RECORD_COLUMNS: dict[str, str] = {
 }
 
 #: The order of Table 1 (the minimal-norm attacks DDN and FMN, not in the paper, after C&W and
-#: their smooth versions after sC&W); other attacks follow in alphabetical order.
-ATTACK_ORDER: tuple[str, ...] = (
-    "fgsm", "ifgsm", "pgd2", "cw", "ddn", "fmn", "spgd2", "spgd2-authors", "scw", "sddn", "sfmn"
-)
+#: their smooth versions after sC&W), then the attacks a user registered: the attack registry's
+#: order (:func:`smoothlab.attacks.attack_names`) when smoothlab was imported; :func:`attack_order`
+#: reads it live.
+ATTACK_ORDER: tuple[str, ...] = attack_names()
 
-#: Display names used in tables and figures (as printed in the paper).
-ATTACK_LABELS: dict[str, str] = {
-    "fgsm": "FGSM",
-    "ifgsm": "I-FGSM",
-    "pgd2": "PGD2",
-    "cw": "C&W",
-    "spgd2": "sPGD2",
-    "scw": "sC&W",
-    "spgd2-authors": "sPGD2 (authors' loop)",
-    "ddn": "DDN",
-    "fmn": "FMN",
-    "sddn": "sDDN",
-    "sfmn": "sFMN",
-}
+
+def attack_label(name: str) -> str:
+    """The display name of attack ``name`` (its registry label; ``name`` itself if unregistered)."""
+    return ATTACK_LABELS.get(str(name), str(name))
+
 
 #: Columns of :data:`RECORD_COLUMNS` that records may lack (:func:`validate_records` adds
 #: them, filled with NaN): records made before they existed, or by hand.
@@ -153,7 +147,7 @@ _NON_NEGATIVE_COLUMNS = ("image_id", "forward_passes", "backward_passes")
 def attack_order(names: Iterable[str]) -> list[str]:
     """Sort attack names in the order of Table 1, unknown names after, alphabetically."""
     unique = list(dict.fromkeys(names))
-    rank = {name: i for i, name in enumerate(ATTACK_ORDER)}
+    rank = {name: i for i, name in enumerate(attack_names())}
     return sorted(unique, key=lambda n: (rank.get(n, len(rank)), n))
 
 
@@ -848,7 +842,7 @@ def format_summary(table: pd.DataFrame, fmt: str = "markdown", *, digits: int = 
     header = ["attack"] + [SUMMARY_COLUMNS[c] for c in SUMMARY_COLUMNS]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join([":---"] + ["---:"] * len(SUMMARY_COLUMNS)) + "|"]
     for name, row in table.iterrows():
-        cells = [ATTACK_LABELS.get(str(name), str(name))]
+        cells = [attack_label(name)]
         for col in SUMMARY_COLUMNS:
             v = row[col]
             if col.startswith("n_"):
@@ -1015,5 +1009,5 @@ def side_by_side(
         parts[name] = table[list(columns)].rename(columns=SUMMARY_COLUMNS)
     out = pd.concat(parts, axis=1)
     out = out.reindex(attack_order(out.index))
-    out.index = [ATTACK_LABELS.get(str(a), str(a)) for a in out.index]
+    out.index = [attack_label(a) for a in out.index]
     return out

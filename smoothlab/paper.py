@@ -29,7 +29,9 @@ import pandas as pd
 
 __all__ = ["GAPS", "PAPER_COLUMNS", "PAPER_TABLES", "compare_with_paper", "paper_table"]
 
-_ATTACKS = ("fgsm", "ifgsm", "pgd2", "cw", "spgd2", "scw")
+from smoothlab.attacks import IMAGENET_PARAMS, MNIST_PARAMS, PAPER_ATTACKS
+
+_ATTACKS = PAPER_ATTACKS
 
 
 def _table(rows: list[tuple[float, float]]) -> Mapping[str, tuple[float, float]]:
@@ -86,8 +88,6 @@ _SPGD2 = (
 
 def _scw_cause() -> str:
     """What our MNIST sC&W does differently from the authors' code, read from the preset itself."""
-    from smoothlab.attacks._presets import MNIST_PARAMS
-
     causes = []
     if MNIST_PARAMS["scw"].get("penalty", "squared") == "squared":
         causes.append("the penalty: we penalise ||r||² as eq. (18) writes it, the authors' sC&W code ||r|| (penalty='l2')")
@@ -105,8 +105,6 @@ _IMAGENET_GRID = "; and " + _GRID
 
 def _imagenet_cw_cause() -> str:
     """Why our ImageNet C&W and sC&W stop at large distortions, read from the preset itself."""
-    from smoothlab.attacks._presets import IMAGENET_PARAMS
-
     cw = IMAGENET_PARAMS["cw"]
     return (
         f"; and the early abort: with the paper's η = {cw['lr']:g} and c = {cw['c']:g} (one constant), Adam's first "
@@ -214,7 +212,7 @@ def compare_with_paper(
     for name, value in (("p_tolerance", p_tolerance), ("d_tolerance", d_tolerance)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
             raise ValueError(f"{name} must be a number >= 0, got {value!r}")
-    from smoothlab.metrics import ATTACK_LABELS
+    from smoothlab.metrics import attack_label
 
     paper = paper_table(table, column)
     rows = []
@@ -230,7 +228,7 @@ def compare_with_paper(
             gaps.append("D̄")
         why = GAPS.get((table, column, attack), "unexplained") if gaps else ""
         rows.append(
-            {"attack": ATTACK_LABELS.get(attack, attack), "P_suc": p, "P_suc (paper)": pp, "D̄": d, "D̄ (paper)": dp,
+            {"attack": attack_label(attack), "P_suc": p, "P_suc (paper)": pp, "D̄": d, "D̄ (paper)": dp,
              "D̄ / paper": d / dp, "gap": ", ".join(gaps), "why": why}
         )
     if not rows:

@@ -23,7 +23,11 @@ Every attack takes ``quantise=True`` to return 8-bit adversarial images (rounded
 checked, and refined where rounding undid the attack); :func:`quantise` does the same to a
 result afterwards.
 
-``ATTACKS`` maps each name to its function; :class:`AttackResult` is what they return;
+The attack registry (``_registry``) is the one home of each attack's function, label, settings
+per dataset with their provenance, budget grids and smooth counterpart: :func:`attack_entry`
+reads a record, :func:`register` adds a user's attack in one call (it then runs in
+``smoothlab bench``, on Dask workers too), :func:`budget_grids` gives a dataset's grids.
+``ATTACKS`` maps each name to its function (a live view of the registry); :class:`AttackResult` is what they return;
 :func:`margin_loss` (eq. 3), :func:`logit_difference` and :func:`is_adversarial` are the loss, the
 logit gap it is made of and the success test; :func:`loss_gradient` is the gradient ``g`` that the
 attacks targeting a distortion follow (eqs. 10-12).
@@ -35,8 +39,6 @@ Implementation modules are private: ``_distortion`` (FGSM, I-FGSM, PGD2, sPGD2),
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from smoothlab.attacks._cw import cw, scw
 from smoothlab.attacks._ddn import ddn, sddn
 from smoothlab.attacks._distortion import GRAD_AT, LOSSES, fgsm, ifgsm, loss_gradient, pgd2, spgd2
@@ -44,25 +46,36 @@ from smoothlab.attacks._fmn import fmn, sfmn
 from smoothlab.attacks._losses import is_adversarial, logit_difference, margin_loss
 from smoothlab.attacks._quantise import QUANTISE_SCALES, quantise
 from smoothlab.attacks._presets import IMAGENET_PARAMS, MNIST_PARAMS, paper_settings
-from smoothlab.attacks._provenance import PAPER_ATTACKS, settings_provenance
+from smoothlab.attacks._provenance import settings_provenance
+from smoothlab.attacks._registry import (
+    ATTACK_LABELS,
+    ATTACKS,
+    PAPER_ATTACKS,
+    AttackEntry,
+    attack_entry,
+    attack_names,
+    attack_payload,
+    budget_grids,
+    check_grid,
+    register,
+    restore_attacks,
+    unregister,
+)
 from smoothlab.attacks._result import AttackResult
-
-ATTACKS: dict[str, Callable[..., AttackResult]] = {
-    "fgsm": fgsm,
-    "ifgsm": ifgsm,
-    "pgd2": pgd2,
-    "cw": cw,
-    "spgd2": spgd2,
-    "scw": scw,
-    "ddn": ddn,
-    "fmn": fmn,
-    "sddn": sddn,
-    "sfmn": sfmn,
-}
 
 __all__ = [
     "ATTACKS",
+    "ATTACK_LABELS",
+    "AttackEntry",
     "AttackResult",
+    "attack_entry",
+    "attack_names",
+    "attack_payload",
+    "budget_grids",
+    "check_grid",
+    "register",
+    "restore_attacks",
+    "unregister",
     "GRAD_AT",
     "LOSSES",
     "IMAGENET_PARAMS",

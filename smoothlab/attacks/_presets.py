@@ -1,64 +1,35 @@
-"""The paper's attack settings (sec. 5.2), per dataset, as plain keyword arguments.
+"""The paper's attack settings (sec. 5.2) per dataset, read from the attack registry.
 
-One table per dataset, attack name -> keyword arguments of that attack; ``"smoother"`` is a dict
-of :class:`smoothlab.SmoothingSpec` fields, so that the tables are plain JSON (a benchmark spec
-stores them; :func:`paper_settings` turns them into the call's arguments).
-
-MNIST (sec. 5.2): FGSM and I-FGSM ε = 0.3 (I-FGSM step 0.08), PGD2 ε = 5 (step 3), C&W margin
-m = 1, η = 0.1, c = 15; smoothing: Laplacian kernel, α = 0.95, exact (the paper precomputes
-``L_α^{-1}``). ImageNet: FGSM and I-FGSM ε = 0.1255 (step 0.08), PGD2 ε = 5 (step 3), C&W m = 0,
-η = 0.1, c = 100; smoothing: Laplacian kernel, α = 0.997, 50 CG iterations. Not in the paper, from
-the authors' code (DESIGN.md section 4): 10 iterations of I-FGSM and PGD2, 100 Adam iterations of
-C&W with a single constant; λ of the Laplacian kernel (10 on MNIST from the code; 20 on ImageNet
-from our measurement, see :meth:`smoothlab.SmoothingSpec.imagenet`).
+:func:`paper_settings` turns a registry record's settings for a dataset into the keyword
+arguments of the attack (a smoother as a :class:`smoothlab.SmoothingSpec`); :data:`MNIST_PARAMS`
+and :data:`IMAGENET_PARAMS` are read-only views of the paper's six. The values themselves live in
+``attacks/_registry.py``.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from smoothlab._validation import check_choice
+from smoothlab.attacks._registry import PAPER_ATTACKS, attack_entry
 
-__all__ = ["IMAGENET_PARAMS", "MNIST_PARAMS", "paper_settings"]
+__all__ = ["IMAGENET_PARAMS", "MNIST_PARAMS", "PAPER_DATASETS", "paper_settings"]
 
-_MNIST_SMOOTHER: dict[str, Any] = {"alpha": 0.95, "kernel": "laplacian", "lam": 10.0}
+#: The datasets the paper's settings cover.
+PAPER_DATASETS: tuple[str, ...] = ("mnist", "imagenet")
 
-#: MNIST keyword arguments per attack (the distortion budget ``eps`` aside).
-MNIST_PARAMS: dict[str, dict[str, Any]] = {
-    "fgsm": {},
-    "ifgsm": {"step": 0.08, "iterations": 10},
-    "pgd2": {"step": 3.0, "iterations": 10},
-    "cw": {"c": 15.0, "margin": 1.0, "lr": 0.1, "iterations": 100, "search_steps": 1},
-    "spgd2": {"step": 3.0, "iterations": 10, "smoother": _MNIST_SMOOTHER},
-    "scw": {"c": 15.0, "margin": 1.0, "lr": 0.1, "iterations": 100, "search_steps": 1, "smoother": _MNIST_SMOOTHER},
-}
 
-_IMAGENET_SMOOTHER: dict[str, Any] = {
-    "alpha": 0.997,
-    "kernel": "laplacian",
-    "lam": 20.0,
-    "solver": "cg",
-    "tol": 0.0,
-    "max_iter": 50,
-}
+def _params(dataset: str) -> Mapping[str, Mapping[str, Any]]:
+    return MappingProxyType({a: MappingProxyType(dict(attack_entry(a).settings[dataset])) for a in PAPER_ATTACKS})
 
-#: ImageNet keyword arguments per attack (the distortion budget ``eps`` aside).
-IMAGENET_PARAMS: dict[str, dict[str, Any]] = {
-    "fgsm": {},
-    "ifgsm": {"step": 0.08, "iterations": 10},
-    "pgd2": {"step": 3.0, "iterations": 10},
-    "cw": {"c": 100.0, "margin": 0.0, "lr": 0.1, "iterations": 100, "search_steps": 1},
-    "spgd2": {"step": 3.0, "iterations": 10, "smoother": _IMAGENET_SMOOTHER},
-    "scw": {"c": 100.0, "margin": 0.0, "lr": 0.1, "iterations": 100, "search_steps": 1, "smoother": _IMAGENET_SMOOTHER},
-}
 
-#: The paper's single budgets (sec. 5.2), used when an attack that targets a distortion runs once.
-_PAPER_EPS: dict[str, dict[str, float]] = {
-    "mnist": {"fgsm": 0.3, "ifgsm": 0.3, "pgd2": 5.0, "spgd2": 5.0},
-    "imagenet": {"fgsm": 0.1255, "ifgsm": 0.1255, "pgd2": 5.0, "spgd2": 5.0},
-}
-_TABLES = {"mnist": MNIST_PARAMS, "imagenet": IMAGENET_PARAMS}
+#: MNIST keyword arguments per attack of the paper (the distortion budget ``eps`` aside).
+MNIST_PARAMS: Mapping[str, Mapping[str, Any]] = _params("mnist")
+#: ImageNet keyword arguments per attack of the paper (the distortion budget ``eps`` aside).
+IMAGENET_PARAMS: Mapping[str, Mapping[str, Any]] = _params("imagenet")
 
 
 def paper_settings(attack: str, dataset: str = "mnist", *, eps: bool = True) -> dict[str, Any]:
@@ -67,7 +38,8 @@ def paper_settings(attack: str, dataset: str = "mnist", *, eps: bool = True) -> 
     Parameters
     ----------
     attack : str
-        ``"fgsm"``, ``"ifgsm"``, ``"pgd2"``, ``"cw"``, ``"spgd2"`` or ``"scw"``.
+        A registered attack with settings for ``dataset``: the paper's ``"fgsm"``, ``"ifgsm"``,
+        ``"pgd2"``, ``"cw"``, ``"spgd2"``, ``"scw"``, or ``"ddn"``, ``"fmn"``, ``"sddn"``, ``"sfmn"``.
     dataset : {"mnist", "imagenet"}
         Digits or natural images.
     eps : bool
@@ -87,11 +59,14 @@ def paper_settings(attack: str, dataset: str = "mnist", *, eps: bool = True) -> 
     >>> paper_settings("scw", "imagenet")["smoother"].alpha
     0.997
     """
-    check_choice(dataset, "dataset", tuple(_TABLES))
-    check_choice(attack, "attack", tuple(_TABLES[dataset]))
-    kwargs = copy.deepcopy(_TABLES[dataset][attack])
-    if eps and attack in _PAPER_EPS[dataset]:
-        kwargs["eps"] = _PAPER_EPS[dataset][attack]
+    check_choice(dataset, "dataset", PAPER_DATASETS)
+    entry = attack_entry(attack)
+    if dataset not in entry.settings:
+        raise ValueError(f"attack {attack!r} has no settings for dataset {dataset!r}; it has {', '.join(entry.settings)}")
+    kwargs = copy.deepcopy(dict(entry.settings[dataset]))
+    single = entry.grid(dataset, "single")
+    if eps and single:
+        kwargs["eps"] = single[0]
     if "smoother" in kwargs:
         from smoothlab.smoothing import SmoothingSpec
 

@@ -13,82 +13,13 @@ import inspect
 from typing import Any
 
 from smoothlab._validation import check_choice
-from smoothlab.attacks._presets import paper_settings
+from smoothlab.attacks._presets import PAPER_DATASETS, paper_settings
+from smoothlab.attacks._registry import AUTHORS_OPTIONS, PAPER_ATTACKS, PAPER_OPTIONS, AttackEntry, attack_entry
 
-__all__ = ["PAPER_ATTACKS", "settings_provenance"]
-
-#: The six attacks of the paper's Table 1, in its order.
-PAPER_ATTACKS: tuple[str, ...] = ("fgsm", "ifgsm", "pgd2", "cw", "spgd2", "scw")
+__all__ = ["settings_provenance"]
 
 _MISSING = object()
 
-# (dataset, attack or "*", setting) -> value the paper states.
-_PAPER: dict[tuple[str, str, str], Any] = {
-    ("mnist", "fgsm", "eps"): 0.3,
-    ("mnist", "ifgsm", "eps"): 0.3,
-    ("mnist", "ifgsm", "step"): 0.08,
-    ("mnist", "pgd2", "eps"): 5.0,
-    ("mnist", "pgd2", "step"): 3.0,
-    ("mnist", "spgd2", "eps"): 5.0,
-    ("mnist", "spgd2", "step"): 3.0,
-    ("mnist", "cw", "margin"): 1.0,
-    ("mnist", "cw", "lr"): 0.1,
-    ("mnist", "cw", "c"): 15.0,
-    ("mnist", "scw", "margin"): 1.0,
-    ("mnist", "scw", "lr"): 0.1,
-    ("mnist", "scw", "c"): 15.0,
-    ("mnist", "*", "smoother.alpha"): 0.95,
-    ("mnist", "*", "smoother.kernel"): "laplacian",
-    ("mnist", "*", "smoother.solver"): "exact",
-    ("imagenet", "fgsm", "eps"): 0.1255,
-    ("imagenet", "ifgsm", "eps"): 0.1255,
-    ("imagenet", "ifgsm", "step"): 0.08,
-    ("imagenet", "pgd2", "eps"): 5.0,
-    ("imagenet", "pgd2", "step"): 3.0,
-    ("imagenet", "spgd2", "eps"): 5.0,
-    ("imagenet", "spgd2", "step"): 3.0,
-    ("imagenet", "cw", "margin"): 0.0,
-    ("imagenet", "cw", "lr"): 0.1,
-    ("imagenet", "cw", "c"): 100.0,
-    ("imagenet", "scw", "margin"): 0.0,
-    ("imagenet", "scw", "lr"): 0.1,
-    ("imagenet", "scw", "c"): 100.0,
-    ("imagenet", "*", "smoother.alpha"): 0.997,
-    ("imagenet", "*", "smoother.kernel"): "laplacian",
-    ("imagenet", "*", "smoother.solver"): "cg",
-    ("imagenet", "*", "smoother.max_iter"): 50,
-    ("imagenet", "*", "smoother.tol"): 0.0,
-    # sec. 5: "All attacks are untargetted, as defined by loss function (3)"; eq. (12) smooths the
-    # gradient; PGD2 projects (sec. 5.2: "projected gradient descent") the clipped iterate (eq. 11);
-    # eq. (4) / (18) penalise the squared norm
-    ("*", "*", "loss"): "margin",
-    ("*", "*", "smooth"): "gradient",
-    ("*", "*", "projection"): "ball",
-    ("*", "*", "grad_at"): "clipped",
-    ("*", "*", "penalty"): "squared",
-}
-
-# (dataset, attack or "*", setting) -> value in the authors' code (DESIGN.md section 4).
-_AUTHORS: dict[tuple[str, str, str], Any] = {
-    ("*", "ifgsm", "iterations"): 10,
-    ("*", "pgd2", "iterations"): 10,
-    ("*", "spgd2", "iterations"): 10,
-    ("*", "cw", "iterations"): 100,
-    ("*", "scw", "iterations"): 100,
-    ("mnist", "cw", "search_steps"): 1,
-    ("mnist", "scw", "search_steps"): 1,
-    ("imagenet", "scw", "search_steps"): 9,
-    ("*", "cw", "abort_early"): True,
-    ("*", "scw", "abort_early"): True,
-    ("mnist", "*", "smoother.lam"): 10.0,
-    ("imagenet", "*", "smoother.lam"): 300.0,
-    ("imagenet", "*", "smoother.kernel"): "gaussian",
-    ("*", "*", "loss"): "cross-entropy",
-    ("*", "*", "smooth"): "perturbation",
-    ("*", "*", "projection"): "sphere",
-    ("*", "*", "grad_at"): "unclipped",
-    ("*", "scw", "penalty"): "l2",
-}
 
 # Why a setting is what it is, when the paper does not say it all: (dataset or "*", setting) -> note.
 _NOTES: dict[tuple[str, str], str] = {
@@ -106,22 +37,13 @@ _NOTES: dict[tuple[str, str], str] = {
     ("*", "smooth"): "eq. (12) smooths the gradient; the authors' loop smooths the perturbation",
 }
 
-# Keyword defaults of the attack functions that shape the algorithm (besides paper_settings).
-_OPTIONS: dict[str, tuple[str, ...]] = {
-    "fgsm": ("loss",),
-    "ifgsm": ("loss",),
-    "pgd2": ("loss", "projection", "grad_at"),
-    "spgd2": ("loss", "projection", "grad_at", "smooth"),
-    "cw": ("search_steps", "abort_early", "penalty"),
-    "scw": ("search_steps", "abort_early", "penalty"),
-}
-
-
-def _lookup(table: dict[tuple[str, str, str], Any], dataset: str, attack: str, setting: str) -> Any:
-    for key in ((dataset, attack, setting), (dataset, "*", setting), ("*", attack, setting), ("*", "*", setting)):
-        if key in table:
-            return table[key]
-    return _MISSING
+def _lookup(values: Any, options: Any, dataset: str, setting: str) -> Any:
+    """The value of ``setting`` in an entry's ``paper``/``authors`` table (``dataset`` before
+    ``"*"``), else in the table of function options shared by all attacks."""
+    for key in (dataset, "*"):
+        if setting in values.get(key, {}):
+            return values[key][setting]
+    return options.get(setting, _MISSING)
 
 
 def _defaults(attack: str) -> dict[str, Any]:
@@ -129,7 +51,7 @@ def _defaults(attack: str) -> dict[str, Any]:
     from smoothlab import attacks
 
     base = {"spgd2": "pgd2", "scw": "cw"}.get(attack, attack)
-    params = inspect.signature(getattr(attacks, base)).parameters
+    params = inspect.signature(attacks.ATTACKS[base]).parameters
     return {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
 
 
@@ -168,7 +90,7 @@ def settings_provenance(dataset: str = "mnist", attacks: tuple[str, ...] = PAPER
     """
     import pandas as pd
 
-    check_choice(dataset, "dataset", ("mnist", "imagenet"))
+    check_choice(dataset, "dataset", PAPER_DATASETS)
     for a in attacks:
         check_choice(a, "attack", PAPER_ATTACKS)
     rows = []
@@ -187,13 +109,14 @@ def settings_provenance(dataset: str = "mnist", attacks: tuple[str, ...] = PAPER
                     values["smoother.tol"] = spec.tol
             else:
                 values[key] = value
+        entry: AttackEntry = attack_entry(attack)
         defaults = _defaults(attack)
-        for option in _OPTIONS[attack]:
+        for option in entry.options:
             if option in defaults and option not in values:
                 values[option] = defaults[option]
         for setting, value in values.items():
-            paper = _lookup(_PAPER, dataset, attack, setting)
-            authors = _lookup(_AUTHORS, dataset, attack, setting)
+            paper = _lookup(entry.paper, PAPER_OPTIONS, dataset, setting)
+            authors = _lookup(entry.authors, AUTHORS_OPTIONS, dataset, setting)
             if paper is not _MISSING and _same(value, paper):
                 source = "paper"
             elif authors is not _MISSING and _same(value, authors):

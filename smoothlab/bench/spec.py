@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from smoothlab._validation import check_int
-from smoothlab.attacks._presets import IMAGENET_PARAMS, MNIST_PARAMS
+from smoothlab.attacks import IMAGENET_PARAMS, MNIST_PARAMS, PAPER_ATTACKS, attack_entry, attack_names, budget_grids
 from smoothlab.models._registry import MODEL_DATASETS, MODELS, model_names
 
 __all__ = [
@@ -56,41 +56,27 @@ _READABLE_VERSIONS = (1, 2, 3)
 TABLE3_TARGETS: tuple[str, ...] = ("c4-bilateral", "c4-adv")
 
 #: MNIST budgets of Table 1 (white box on the clean C4): the grids of the authors' Table 1
-#: analysis scripts (DESIGN.md section 4). The paper itself gives no grid (only "D in [1, 6]" for
-#: Fig. 2), and D̄ of a budgeted attack depends on its grid: every table prints it.
-TABLE1_BUDGETS: dict[str, tuple[float, ...]] = {
-    "fgsm": (0.04, 0.07, 0.09, 0.1, 0.15, 0.18, 0.2, 0.3, 0.4, 0.5),
-    "ifgsm": (0.03, 0.05, 0.0625, 0.07, 0.09, 0.1, 0.15, 0.18, 0.2, 0.3, 0.4, 0.5),
-    "pgd2": (1.0, 1.5, 1.75, 2.0, 2.25, 2.5, 3.0, 4.0, 5.0, 6.0),
-    "spgd2": (1.0, 1.5, 1.75, 2.0, 2.5, 3.0, 3.25, 4.0, 5.0, 6.0),
-}
+#: analysis scripts (DESIGN.md section 4), read from the attack registry. The paper itself gives no
+#: grid (only "D in [1, 6]" for Fig. 2), and D̄ of a budgeted attack depends on its grid: every
+#: table prints it.
+TABLE1_BUDGETS: dict[str, tuple[float, ...]] = budget_grids("mnist", "table1")
 
 #: MNIST budgets of Table 2 (white box on the adversarially trained C4): the grids of the authors'
 #: Table 2 scripts (DESIGN.md section 4), {0.1, 0.2, 0.4, 0.5} for FGSM / I-FGSM with the paper's
 #: single setting 0.3 (sec. 5.2) added, and {1, 2, 3, 3.5, 4, 4.5, 5, 6} for PGD2 / sPGD2.
-TABLE2_BUDGETS: dict[str, tuple[float, ...]] = {
-    "fgsm": (0.1, 0.2, 0.3, 0.4, 0.5),
-    "ifgsm": (0.1, 0.2, 0.3, 0.4, 0.5),
-    "pgd2": (1.0, 2.0, 3.0, 3.5, 4.0, 4.5, 5.0, 6.0),
-    "spgd2": (1.0, 2.0, 3.0, 3.5, 4.0, 4.5, 5.0, 6.0),
-}
+TABLE2_BUDGETS: dict[str, tuple[float, ...]] = budget_grids("mnist", "table2")
 
 #: The MNIST budgets of the default spec (Table 1): :data:`TABLE1_BUDGETS`.
 DEFAULT_BUDGETS: dict[str, tuple[float, ...]] = TABLE1_BUDGETS
 
 #: Paper's MNIST hyper-parameters (sec. 5.2, DESIGN.md section 4) per attack
-#: (:data:`smoothlab.attacks.MNIST_PARAMS`, their one home).
-DEFAULT_PARAMS: dict[str, dict[str, Any]] = MNIST_PARAMS
+#: (:data:`smoothlab.attacks.MNIST_PARAMS`, a view of the attack registry).
+DEFAULT_PARAMS = MNIST_PARAMS
 
 #: The paper's single MNIST settings (sec. 5.2), one budget per attack: the transferability
 #: scenario (sec. 5.4, Table 3), where the attacker "is not allowed to test different
 #: distortion targets". C&W and sC&W run once anyway.
-SINGLE_BUDGETS: dict[str, tuple[float, ...]] = {
-    "fgsm": (0.3,),
-    "ifgsm": (0.3,),
-    "pgd2": (5.0,),
-    "spgd2": (5.0,),
-}
+SINGLE_BUDGETS: dict[str, tuple[float, ...]] = budget_grids("mnist", "single")
 
 #: The datasets a spec can name, with their default source and model.
 DATASETS: dict[str, dict[str, Any]] = {
@@ -100,82 +86,61 @@ DATASETS: dict[str, dict[str, Any]] = {
     "imagenet": {"source": "samples", "model": "efficientnet_lite0", "batch_size": 5, "shard_size": 20},
 }
 
-#: Natural-image budgets (224x224x3 on [0, 1], EfficientNet-Lite0). The paper gives no grid, only
-#: that ImageNet distortions are D ≈ 2-10 (Table 1). An L∞ budget eps gives D ≈ eps·sqrt(n·d) ≈ 388·eps
-#: at 224x224, so FGSM / I-FGSM cover D ≈ 0.2-6.2 and the paper's single eps = 0.1255 (D ≈ 49);
-#: PGD2 / sPGD2 (D = eps on the sphere) cover 0.25-5. Measured on the sample, Lite0 is fooled at
-#: D < 1 by C&W on most photos, hence the low end.
-IMAGENET_BUDGETS: dict[str, tuple[float, ...]] = {
-    "fgsm": (0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.1255),
-    "ifgsm": (0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.1255),
-    "pgd2": (0.25, 0.5, 1.0, 2.0, 3.0, 5.0),
-    "spgd2": (0.25, 0.5, 1.0, 2.0, 3.0, 5.0),
-}
+#: Natural-image budgets (224x224x3 on [0, 1], EfficientNet-Lite0), from the attack registry. The
+#: paper gives no grid, only that ImageNet distortions are D ≈ 2-10 (Table 1). An L∞ budget eps
+#: gives D ≈ eps·sqrt(n·d) ≈ 388·eps at 224x224.
+IMAGENET_BUDGETS: dict[str, tuple[float, ...]] = budget_grids("imagenet", "table1")
 
 #: The paper's single ImageNet settings (sec. 5.2), the transferability scenario (Table 3).
-IMAGENET_SINGLE_BUDGETS: dict[str, tuple[float, ...]] = {
-    "fgsm": (0.1255,),
-    "ifgsm": (0.1255,),
-    "pgd2": (5.0,),
-    "spgd2": (5.0,),
-}
+IMAGENET_SINGLE_BUDGETS: dict[str, tuple[float, ...]] = budget_grids("imagenet", "single")
 
 #: Table 3 on natural images: the bilateral-filter defence, and the adversarially trained
 #: Inception V3 where the timm zoo is available.
 IMAGENET_TABLE3_TARGETS: tuple[str, ...] = ("efficientnet_lite0-bilateral", "inception_v3.tf_adv_in1k")
 
-_PRESETS: dict[str, dict[str, Any]] = {
-    "mnist": {
-        "params": DEFAULT_PARAMS,
-        "budgets": {1: TABLE1_BUDGETS, 2: TABLE2_BUDGETS},
-        "single": SINGLE_BUDGETS,
-    },
-    "imagenet": {
-        "params": IMAGENET_PARAMS,
-        "budgets": {1: IMAGENET_BUDGETS, 2: IMAGENET_BUDGETS},
-        "single": IMAGENET_SINGLE_BUDGETS,
-    },
-}
+_TABLE_GRIDS = {1: "table1", 2: "table2"}
 
-#: Attacks beyond the paper's six, selected by name (``default_attacks(["spgd2", "spgd2-authors"])``,
-#: ``smoothlab bench --attacks ...``), each ``{"name": attack function, "like": the paper attack whose
-#: settings and budgets it takes (optional), "params": what it changes}``:
-#:
-#: - ``"spgd2-authors"``: sPGD2 with the authors' loop (DESIGN.md section 4; not eq. 12): the
-#:   perturbation smoothed, the gradient at the unclipped ``x + η``, rescaled onto the sphere;
-#: - ``"ddn"``, ``"fmn"``: the minimal-norm attacks DDN and FMN, 100 steps; ``"sddn"``, ``"sfmn"``
-#:   with the dataset's smoothing (that of sC&W). They run once, like C&W.
-EXTRA_ATTACKS: dict[str, dict[str, Any]] = {
-    "spgd2-authors": {
-        "name": "spgd2",
-        "like": "spgd2",
-        "params": {"smooth": "perturbation", "grad_at": "unclipped", "projection": "sphere"},
-    },
-    "ddn": {"name": "ddn", "params": {"steps": 100}},
-    "fmn": {"name": "fmn", "params": {"steps": 100}},
-    "sddn": {"name": "sddn", "params": {"steps": 100}, "smoother_of": "scw"},
-    "sfmn": {"name": "sfmn", "params": {"steps": 100}, "smoother_of": "scw"},
-}
+#: The built-in attacks beyond the paper's six, selected by name (``default_attacks(["spgd2",
+#: "spgd2-authors"])``, ``smoothlab bench --attacks ...``): ``"spgd2-authors"`` (sPGD2 with the
+#: authors' loop, DESIGN.md section 4), the minimal-norm ``"ddn"``, ``"fmn"`` and their smooth
+#: versions ``"sddn"``, ``"sfmn"``. Their settings are in the attack registry
+#: (:func:`smoothlab.attacks.attack_entry`).
+EXTRA_ATTACKS: tuple[str, ...] = tuple(n for n in attack_names(in_paper=False) if attack_entry(n).builtin)
 
-
-# --quick: fewer budgets and iterations (a smoke run of seconds).
-_QUICK_BUDGETS: dict[str, dict[str, tuple[float, ...]]] = {
-    "mnist": {"fgsm": (0.1, 0.3), "ifgsm": (0.1, 0.3), "pgd2": (1.0, 3.0, 5.0), "spgd2": (1.0, 3.0, 5.0)},
-    "imagenet": {"fgsm": (0.002, 0.008), "ifgsm": (0.002, 0.008), "pgd2": (0.5, 2.0), "spgd2": (0.5, 2.0)},
-}
+# --quick: fewer images per dataset (fewer budgets and iterations: the registry's "quick" grids)
 _QUICK_SIZES: dict[str, dict[str, int]] = {
     "mnist": {"n_images": 20, "batch_size": 10, "shard_size": 10},
     "imagenet": {"n_images": 4, "batch_size": 2, "shard_size": 2},
 }
-# C&W needs ~40 Adam steps before MNIST pixels at 0 or 1 move (see attacks/_cw.py) and its
-# successes must reach the margin: 50, or a quick run shows C&W failing everywhere.
-_QUICK_ITERATIONS: dict[str, int] = {"ifgsm": 5, "pgd2": 5, "spgd2": 5, "cw": 50, "scw": 20}
 
 
 def _known_attacks() -> tuple[str, ...]:
     from smoothlab.attacks import ATTACKS
 
     return tuple(ATTACKS)
+
+
+def _check_dataset(dataset: str) -> None:
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset must be one of {', '.join(map(repr, DATASETS))}, got {dataset!r}")
+
+
+def _attack_spec(name: str, dataset: str, grid: str, quick: bool = False) -> AttackSpec:
+    """The :class:`AttackSpec` of registered attack ``name``: its settings on ``dataset`` and, if
+    it targets a budget, the budgets of grid ``grid`` (a variant names its base function and is
+    labelled with its own name)."""
+    entry = attack_entry(name)
+    if dataset not in entry.settings:
+        raise ValueError(f"attack {name!r} has no settings for dataset {dataset!r} (see smoothlab.attacks.register)")
+    params = dict(entry.settings[dataset])
+    if quick:
+        params.update(entry.quick)
+    budgets = entry.grid(dataset, grid) if entry.budgeted else ()
+    if entry.budgeted and not budgets:
+        raise ValueError(f"attack {name!r} has no {grid!r} budget grid for dataset {dataset!r}")
+    if entry.base is not None:
+        return AttackSpec(entry.base, params, budgets, name)
+    return AttackSpec(name, params, budgets)
 
 
 def _plain_json(value: Any, what: str) -> Any:
@@ -255,51 +220,29 @@ class AttackSpec:
         return hash(json.dumps(self.to_dict(), sort_keys=True))
 
 
-def _preset(dataset: str) -> dict[str, Any]:
-    if dataset not in _PRESETS:
-        raise ValueError(f"dataset must be one of {', '.join(map(repr, _PRESETS))}, got {dataset!r}")
-    return _PRESETS[dataset]
-
-
 def default_attacks(
     names: Sequence[str] | None = None, *, dataset: str = "mnist", table: int = 1
 ) -> tuple[AttackSpec, ...]:
     """The six attacks of Table 1 with the paper's parameters for ``dataset`` and the budget grids
     of ``table``: on MNIST :data:`TABLE1_BUDGETS` (table 1, default) or :data:`TABLE2_BUDGETS`
-    (table 2), on ImageNet :data:`IMAGENET_BUDGETS`. ``names`` may also name the
-    :data:`EXTRA_ATTACKS` (``"spgd2-authors"``, ``"ddn"``, ``"fmn"``, ``"sddn"``, ``"sfmn"``)."""
-    preset = _preset(dataset)
-    if table not in preset["budgets"] or isinstance(table, bool):
-        raise ValueError(f"table must be one of {sorted(preset['budgets'])} (budget grids), got {table!r}")
-    params, budgets = preset["params"], preset["budgets"][table]
-    names = list(params) if names is None else list(names)
-    unknown = [n for n in names if n not in params and n not in EXTRA_ATTACKS]
+    (table 2), on ImageNet :data:`IMAGENET_BUDGETS`. ``names`` may name any registered attack
+    with settings for ``dataset`` (:data:`EXTRA_ATTACKS`, or one given to
+    :func:`smoothlab.attacks.register`)."""
+    _check_dataset(dataset)
+    if table not in _TABLE_GRIDS or isinstance(table, bool):
+        raise ValueError(f"table must be one of {sorted(_TABLE_GRIDS)} (budget grids), got {table!r}")
+    names = list(PAPER_ATTACKS) if names is None else list(names)
+    unknown = [n for n in names if n not in attack_names()]
     if unknown:
-        raise ValueError(f"unknown attack(s) {unknown}; expected names among {', '.join([*params, *EXTRA_ATTACKS])}")
-    out = []
-    for n in names:
-        if n in params:
-            out.append(AttackSpec(n, dict(params[n]), budgets.get(n, ())))
-            continue
-        extra = EXTRA_ATTACKS[n]
-        like = extra.get("like")
-        kwargs = {**(dict(params[like]) if like else {}), **extra["params"]}
-        if "smoother_of" in extra:
-            kwargs["smoother"] = params[extra["smoother_of"]]["smoother"]
-        label = n if n != extra["name"] else None
-        out.append(AttackSpec(extra["name"], kwargs, budgets.get(like, ()) if like else (), label))
-    return tuple(out)
+        raise ValueError(f"unknown attack(s) {unknown}; expected names among {', '.join(attack_names())}")
+    return tuple(_attack_spec(n, dataset, _TABLE_GRIDS[table]) for n in names)
 
 
 def quick_attacks(names: Sequence[str] | None = None, *, dataset: str = "mnist") -> tuple[AttackSpec, ...]:
     """A smoke-test version of :func:`default_attacks`: fewer budgets and iterations."""
-    out = []
-    for a in default_attacks(names, dataset=dataset):
-        params = dict(a.params)
-        if a.name in _QUICK_ITERATIONS:
-            params["iterations"] = _QUICK_ITERATIONS[a.name]
-        out.append(AttackSpec(a.name, params, _QUICK_BUDGETS[dataset].get(a.name, ()) if a.budgets else (), a.label))
-    return tuple(out)
+    default_attacks(names, dataset=dataset)  # checks
+    names = list(PAPER_ATTACKS) if names is None else list(names)
+    return tuple(_attack_spec(n, dataset, "quick", quick=True) for n in names)
 
 
 def single_budget_attacks(
@@ -310,13 +253,9 @@ def single_budget_attacks(
 
     ``quick=True`` keeps the single budgets but uses the fewer iterations of :func:`quick_attacks`.
     """
-    out = []
-    for a in default_attacks(names, dataset=dataset):
-        params = dict(a.params)
-        if quick and a.name in _QUICK_ITERATIONS:
-            params["iterations"] = _QUICK_ITERATIONS[a.name]
-        out.append(AttackSpec(a.name, params, _preset(dataset)["single"].get(a.name, ()) if a.budgets else (), a.label))
-    return tuple(out)
+    default_attacks(names, dataset=dataset)  # checks
+    names = list(PAPER_ATTACKS) if names is None else list(names)
+    return tuple(_attack_spec(n, dataset, "single", quick=quick) for n in names)
 
 
 def parse_budgets(text: str) -> dict[str, tuple[float, ...]]:
@@ -546,7 +485,7 @@ class BenchSpec:
         names = changes.pop("attack_names", None)
         if table not in (1, 2, 3) or isinstance(table, bool):
             raise ValueError(f"table must be 1, 2 or 3, got {table!r}")
-        _preset(dataset)
+        _check_dataset(dataset)
         plain, adversarial = ("c4", "c4-adv") if dataset == "mnist" else ("efficientnet_lite0", "inception_v3.tf_adv_in1k")
         if table == 3:
             if target is None:
@@ -647,11 +586,11 @@ class BenchSpec:
     def grids(self) -> str:
         """The budget grid of every attack, one Markdown line each (D̄ of a budgeted attack depends
         on its grid, so every table states it): ``- PGD2: eps in {1, 2, 3}``; ``- C&W: runs once``."""
-        from smoothlab.metrics import ATTACK_LABELS
+        from smoothlab.metrics import attack_label
 
         lines = []
         for a in self.attacks:
-            label = ATTACK_LABELS.get(a.key, a.key)
+            label = attack_label(a.key)
             if a.budgets:
                 lines.append(f"- {label}: eps in {{{', '.join(f'{b:g}' for b in a.budgets)}}}")
             else:
