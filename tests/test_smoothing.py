@@ -419,7 +419,7 @@ def test_cg_chunking_does_not_change_results() -> None:
     z = torch.randn(x.shape, generator=torch.Generator().manual_seed(10))
     whole = Smoother(x, 0.99, "cg", tol=1e-6, cg_chunk_bytes=None)
     per_image = Smoother(x, 0.99, "cg", tol=1e-6, cg_chunk_bytes=1)
-    assert per_image._cg_chunk(z) == 1 and whole._cg_chunk(z) == 5
+    assert per_image._solver.chunk(z) == 1 and whole._solver.chunk(z) == 5
     torch.testing.assert_close(per_image(z), whole(z), rtol=1e-5, atol=1e-6)
     assert per_image.last_cg_info.iterations.shape == (5, 3)
     assert torch.equal(per_image.last_cg_info.iterations, whole.last_cg_info.iterations)
