@@ -23,6 +23,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from smoothlab._laplacian import regularised_laplacian_csc
 from smoothlab._repr import html_table, one_line
 from smoothlab._validation import check_choice, check_images, check_positive
 
@@ -216,12 +217,12 @@ class ImageGraph:
         return (upper + upper.T).tocsr()
 
     def regularised_laplacian_scipy(self, alpha: float, index: int = 0, group: int = 0):
-        """``ℒ_α = (I - α 𝒲) / (1 - α)`` of one image as a ``scipy.sparse.csc_matrix`` (float64)."""
-        import scipy.sparse as sp
+        """``ℒ_α = (I - α 𝒲) / (1 - α)`` (eqs. 6-7) of one image as a ``scipy.sparse.csc_matrix`` (float64).
 
-        wn = self.to_scipy(index, group, normalised=True)
-        n = wn.shape[0]
-        return ((sp.identity(n, format="csr") - alpha * wn) / (1.0 - alpha)).tocsc()
+        The matrix that ``Smoother(..., solver="direct")`` factorises: both assemble it with
+        ``smoothlab._laplacian.regularised_laplacian_csc``.
+        """
+        return regularised_laplacian_csc(self.to_scipy(index, group, normalised=True), alpha)
 
 
 def image_graph(

@@ -16,7 +16,8 @@ import textwrap
 
 import pytest
 
-SUBPACKAGES = ["smoothlab", "smoothlab.attacks", "smoothlab.bench", "smoothlab.data", "smoothlab.models", "smoothlab.viz"]
+SUBPACKAGES = ["smoothlab", "smoothlab.attacks", "smoothlab.bench", "smoothlab.data", "smoothlab.models", "smoothlab.smoothing",
+               "smoothlab.viz"]
 
 
 def _run(code: str) -> str:
@@ -59,7 +60,8 @@ def test_public_names_import_and_no_module_shadows_a_function() -> None:
     for name in ["smoothlab.attacks.cw", "smoothlab.attacks.AttackResult", "smoothlab.attacks.margin_loss",
                  "smoothlab.data.mnist", "smoothlab.data.sample_image", "smoothlab.models.c4",
                  "smoothlab.models.BilateralDefence", "smoothlab.models.register_model", "smoothlab.bench.MODELS",
-                 "smoothlab.bench.run", "smoothlab.image_graph", "smoothlab.magnify"]:
+                 "smoothlab.bench.run", "smoothlab.image_graph", "smoothlab.magnify", "smoothlab.smoothing.Smoother",
+                 "smoothlab.smoothing.conjugate_gradient", "smoothlab.smoothing.resolve_smoother"]:
         assert name in names
 
 

@@ -189,6 +189,43 @@ def test_adjoint_backward_equals_transposed_jacobian(solver: str, colour: str) -
     assert np.abs(jac[0] - jac[0].T).max() > 1e-3
 
 
+@pytest.mark.parametrize("size", [(6, 9), (9, 6)], ids=["wide", "tall"])
+def test_every_form_of_the_operator_is_the_reference_laplacian(size: tuple[int, int]) -> None:
+    """The one builder of ℒ_α (eqs. 6-7) gives each solver the same matrix: dense, sparse (per
+    image and graph), block tridiagonal (reassembled) and matrix-free, against the NumPy reference."""
+    from smoothlab.graph import image_graph
+    from smoothlab.smoothing._operator import RegularisedLaplacian
+
+    g = torch.Generator().manual_seed(21)
+    x = torch.rand(2, 3, *size, generator=g, dtype=torch.float64)
+    graph = dict(neighbours=8, kernel="laplacian", lam=4.0, colour="per-channel")
+    op = RegularisedLaplacian(image_graph(x, **graph), 0.9)
+    h, w = size
+    dense = op.dense().numpy()
+    diag, low, transposed = op.blocks()
+    assert transposed == (w > h)
+    nb, m = diag.shape[2], diag.shape[3]
+    blocks = torch.zeros(2, 3, nb * m, nb * m, dtype=torch.float64)  # in block order
+    for k in range(nb):
+        blocks[:, :, k * m : (k + 1) * m, k * m : (k + 1) * m] = diag[:, :, k]
+        if k:
+            blocks[:, :, k * m : (k + 1) * m, (k - 1) * m : k * m] = low[:, :, k]
+            blocks[:, :, (k - 1) * m : k * m, k * m : (k + 1) * m] = low[:, :, k].transpose(-1, -2)
+    k, p = np.divmod(np.arange(h * w), m)  # block row and position of each block-order index
+    order = p * w + k if transposed else k * m + p  # its row-major pixel
+    from_blocks = np.empty_like(dense)
+    from_blocks[:, :, order[:, None], order[None, :]] = blocks.numpy()
+    z = torch.randn(2, 3, h, w, generator=g, dtype=torch.float64)
+    matfree = (op.shifted_matvec(z) / (1 - 0.9)).flatten(2).numpy()
+    for i in range(2):
+        for gi, ref in enumerate(reference_laplacians(x[i].numpy(), 0.9, **graph)):
+            np.testing.assert_allclose(dense[i, gi], ref, rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(op.sparse(i, gi).toarray(), ref, rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(from_blocks[i, gi], ref, rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(matfree[i, gi], ref @ z[i, gi].numpy().ravel(), rtol=1e-10, atol=1e-10)
+    np.testing.assert_array_equal(op[1:].dense().numpy(), dense[1:])
+
+
 def test_laplacian_symmetric_positive_definite() -> None:
     for name, x in IMAGES.items():
         s = Smoother(x, 0.99, "cg", colour="per-channel", neighbours=8)
@@ -419,7 +456,7 @@ def test_cg_chunking_does_not_change_results() -> None:
     z = torch.randn(x.shape, generator=torch.Generator().manual_seed(10))
     whole = Smoother(x, 0.99, "cg", tol=1e-6, cg_chunk_bytes=None)
     per_image = Smoother(x, 0.99, "cg", tol=1e-6, cg_chunk_bytes=1)
-    assert per_image._cg_chunk(z) == 1 and whole._cg_chunk(z) == 5
+    assert per_image._solver.chunk(z) == 1 and whole._solver.chunk(z) == 5
     torch.testing.assert_close(per_image(z), whole(z), rtol=1e-5, atol=1e-6)
     assert per_image.last_cg_info.iterations.shape == (5, 3)
     assert torch.equal(per_image.last_cg_info.iterations, whole.last_cg_info.iterations)
