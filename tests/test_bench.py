@@ -507,20 +507,15 @@ def test_unreachable_scheduler_fails_fast():
     assert time.monotonic() - t < 15
 
 
-def test_run_takes_keywords_and_one_spelling_of_in_process(reference):
-    """run(spec, *, ...): the old positional call and the old in-process spellings still work, with a warning."""
+def test_run_takes_keywords_and_one_spelling_of_in_process():
+    """run(spec, *, ...): the old positional call and the old in-process spellings are clear errors."""
     spec = tiny_spec()
-    for kwargs in ({"client": False}, {"scheduler": "none"}):
-        with pytest.warns(DeprecationWarning, match="workers=0"):
-            res = run(spec, progress=False, **kwargs)
-        assert res.mode == "in-process"
-        pd.testing.assert_frame_equal(res.records.drop(columns="seconds"), reference.drop(columns="seconds"))
-    with pytest.warns(DeprecationWarning, match="by keyword"):
-        res = run(spec, None, None, None, 0, False)  # client, out, scheduler, workers, progress
-    assert res.mode == "in-process"
-    with pytest.raises(TypeError, match="multiple values"), pytest.warns(DeprecationWarning):
-        run(spec, None, client=None)
-    assert "client" in inspect.signature(run).parameters
+    with pytest.raises(TypeError, match="positional"):
+        run(spec, None, None, None, 0, False)  # client, out, scheduler, workers, progress
+    with pytest.raises(TypeError, match="client must be a distributed.Client or None, got False; workers=0"):
+        run(spec, client=False, progress=False)
+    with pytest.raises(ValueError, match="scheduler must be the address .* got 'none'; workers=0"):
+        run(spec, scheduler="none", progress=False)
     assert inspect.signature(run).parameters["client"].kind is inspect.Parameter.KEYWORD_ONLY
 
 

@@ -3,7 +3,6 @@
 - every public name of every subpackage is importable, and no function or class is shadowed by a
   module of the same name (``smoothlab.attacks.cw`` stays the function whatever was imported);
 - importing smoothlab and its subpackages changes no process-wide state;
-- deprecated module paths still work, with a ``DeprecationWarning``;
 - ``python -m smoothlab`` is the command.
 """
 
@@ -27,8 +26,8 @@ def _run(code: str) -> str:
 
 
 def test_public_names_import_and_no_module_shadows_a_function() -> None:
-    # In a fresh interpreter: read each __all__, import every submodule (the deprecated aliases
-    # included, warnings silenced), then check each public name again.
+    # In a fresh interpreter: read each __all__, import every submodule (warnings silenced), then
+    # check each public name again.
     out = _run(
         f"""
         import importlib, json, pkgutil, types, warnings
@@ -118,33 +117,6 @@ def test_import_changes_no_process_wide_state(imports: str) -> None:
     lines = _run(_STATE.format(imports=imports)).splitlines()
     assert lines[0] == "same", lines[0]
     assert lines[1] == "", f"import called {lines[1]}"
-
-
-@pytest.mark.parametrize(
-    "old, names",
-    [
-        pytest.param("smoothlab.attacks.gradient", ["fgsm", "ifgsm", "pgd2", "spgd2"], id="attacks.gradient"),
-        pytest.param("smoothlab.bench.models", ["MODELS", "register_model", "build_model"], id="bench.models"),
-        pytest.param("smoothlab.models.defences", ["BilateralDefence"], id="models.defences"),
-        pytest.param("smoothlab.data.samples", ["sample_image", "SAMPLE_IMAGES"], id="data.samples"),
-        pytest.param("smoothlab.data.idx", ["read_idx", "write_idx"], id="data.idx"),
-    ],
-)
-def test_deprecated_module_paths_warn_and_still_work(old: str, names: list[str]) -> None:
-    out = _run(
-        f"""
-        import importlib, warnings
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            mod = importlib.import_module({old!r})
-        new = importlib.import_module({old!r}.rsplit(".", 1)[0])
-        if {old!r} == "smoothlab.bench.models":
-            new = importlib.import_module("smoothlab.models")
-        print(sum(issubclass(w.category, DeprecationWarning) and {old!r} in str(w.message) for w in caught))
-        print(all(getattr(mod, n) is getattr(new, n) for n in {names!r}))
-        """
-    )
-    assert out.split() == ["1", "True"]
 
 
 def test_python_dash_m_smoothlab_is_the_command() -> None:
