@@ -73,6 +73,12 @@ def _builtin_models() -> tuple[str, ...]:
     return _MODEL_CHOICES
 
 
+# The built-in data sets of smoothlab.data.DATASETS and their splits, spelled out for the same
+# reason; tests check that they agree with the registry.
+_DATASET_CHOICES = ("mnist", "imagenet")
+_SPLIT_CHOICES = ("test", "train")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``smoothlab`` command."""
     from smoothlab import __version__
@@ -141,7 +147,7 @@ def _add_what_options(what: argparse._ArgumentGroup) -> None:
     what.add_argument(
         "--dataset",
         default="mnist",
-        choices=("mnist", "imagenet"),
+        choices=_DATASET_CHOICES,
         help="digits (MNIST, C4) or natural images (ImageNet labels, an ImageNet classifier) (default: mnist)",
     )
     what.add_argument(
@@ -158,7 +164,7 @@ def _add_what_options(what: argparse._ArgumentGroup) -> None:
         action="store_true",
         help="fetch the MNIST IDX files missing from the --source directory first (needs internet)",
     )
-    what.add_argument("--split", default="test", choices=("test", "train"), help="dataset split (default: test)")
+    what.add_argument("--split", default="test", choices=_SPLIT_CHOICES, help="dataset split (default: test)")
     what.add_argument(
         "--quick", action="store_true", help="smoke run: 20 digits or 4 photos, fewer budgets and iterations (seconds)"
     )
@@ -222,9 +228,9 @@ def _specs_from_args(args: argparse.Namespace) -> list[tuple[str | None, object]
         fields["shard_size"] = args.shard_size
     if args.batch_size is None and args.shard_size is not None and args.shard_size >= 1:
         # keep batches aligned: a batch never larger than a shard, and dividing it
-        from smoothlab.bench.spec import DATASETS
+        from smoothlab.data import dataset_entry
 
-        default = int(fields.get("batch_size") or DATASETS[args.dataset]["batch_size"])  # type: ignore[arg-type]
+        default = int(fields.get("batch_size") or dataset_entry(args.dataset).batch_size)  # type: ignore[arg-type]
         fields["batch_size"] = next(d for d in range(min(default, args.shard_size), 0, -1) if args.shard_size % d == 0)
     specs = []
     for target in targets:
@@ -252,14 +258,20 @@ def _table3_targets(dataset: str) -> tuple[str, ...]:
 
 
 def _download(specs: list[tuple[str | None, object]]) -> None:
-    """``--download``: fetch the IDX files the specs read, before any work."""
-    from smoothlab.data import mnist
+    """``--download``: fetch the files the specs read (MNIST's IDX files), before any work."""
+    from smoothlab.data import dataset_entry
 
-    wanted = {(s.dataset, s.source, s.split) for _, s in specs if s.dataset == "mnist" and s.source != "embedded"}  # type: ignore[attr-defined]
+    wanted = set()
+    for _, spec in specs:
+        entry = dataset_entry(spec.dataset)  # type: ignore[attr-defined]
+        if entry.download is not None and spec.source != entry.source:  # type: ignore[attr-defined]
+            wanted.add((spec.dataset, spec.source, spec.split))  # type: ignore[attr-defined]
     if not wanted:
-        raise ValueError("--download needs --source DIRECTORY (where to put the IDX files), not the embedded sample")
+        raise ValueError(
+            "--download needs --source DIRECTORY (where to put the files, e.g. MNIST's IDX files), not the default source"
+        )
     for dataset, source, split in sorted(wanted):
-        mnist(split, source, download=True, dataset=dataset)
+        dataset_entry(dataset).download(source, split)  # type: ignore[misc]
 
 
 def _bench(args: argparse.Namespace) -> int:

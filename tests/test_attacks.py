@@ -752,3 +752,11 @@ def test_spgd2_step_is_the_normalised_smoothed_gradient() -> None:
     torch.testing.assert_close(res.x_adv, x + r, rtol=0, atol=1e-10)
     plain = step * a / a.flatten(1).norm(dim=1).view(-1, 1, 1, 1)  # PGD2's step: not what eq. 12 gives
     assert float((r - plain).norm()) > 0.1 * step
+
+
+@pytest.mark.parametrize("attack, plain", [(scw, "cw"), (spgd2, "pgd2")])
+def test_smooth_attacks_refuse_no_smoother(attack: Any, plain: str) -> None:
+    """``smoother=None`` is no smoothing: that is the plain attack, named in the error (no silent 'mnist')."""
+    model, x, y, _ = affine_problem([0.05, 0.08])
+    with pytest.raises(ValueError, match=rf"always smooths: .* got None; for no smoothing call {plain}\(\)"):
+        attack(model, x, y, smoother=None)

@@ -28,8 +28,10 @@ from smoothlab.bench import (  # noqa: E402
     default_attacks,
     parse_budgets,
     parse_images,
+    register_dataset,
     register_model,
     run,
+    unregister_dataset,
     unregister_model,
 )
 from smoothlab.bench import storage  # noqa: E402
@@ -381,6 +383,104 @@ def test_re_registered_model_is_rebuilt_not_taken_from_the_cache():
     assert model_version("scaled") == v1 + 2
 
 
+# --------------------------------------------------------------------------- registered data sets
+
+
+def _tiny_loader(calls: list):
+    """A loader of 12 random 1x28x28 images with labels 0..9, 0, 1 (a closure: pickled by value)."""
+
+    def load(source, split):
+        import torch
+
+        calls.append((source, split))
+        g = torch.Generator().manual_seed(7 if split == "test" else 8)
+        return torch.rand(12, 1, 28, 28, generator=g), torch.arange(12) % 10
+
+    return load
+
+
+def mine_spec(**changes) -> BenchSpec:
+    fields = dict(dataset="mine", model="c4", attacks=(AttackSpec("fgsm", {}, (0.1, 0.3)),), batch_size=2,
+                  shard_size=4, device="cpu", visibility=False)
+    fields.update(changes)
+    return BenchSpec(**fields)
+
+
+def test_registered_dataset_runs_on_a_local_cluster(client2):
+    """register_dataset("mine", loader) -> run(BenchSpec(dataset="mine")) on 2 worker processes: the
+    entry travels with the worker plugin, every image gets its records, as in-process."""
+    import torch
+
+    from smoothlab.bench.shard import cache_info
+    from smoothlab.data import dataset_entry
+    from smoothlab.models import c4
+
+    calls: list = []
+    register_dataset("mine", _tiny_loader(calls), model="c4", count=lambda source, split: 12)
+    try:
+        spec = mine_spec()
+        assert spec.source == "default" and spec.split == "test" and spec.model == "c4"
+        res = run(spec, client=client2, progress=False)
+        assert res.mode == "client" and res.n_workers == 2 and res.complete and res.n_shards == 3
+        # the calling process counted the images without loading them: the workers loaded them
+        assert calls == [] and not any("'mine'" in k for k in cache_info()["keys"])
+        info = client2.run(lambda: __import__("smoothlab.bench.shard", fromlist=["x"]).cache_info())
+        assert all(any("'mine'" in k for k in v["keys"]) for v in info.values()), info
+        rec = res.records
+        assert len(rec) == 12 * 2 and sorted(rec["image_id"].unique()) == list(range(12))
+        assert rec.groupby("budget")["image_id"].apply(sorted).map(list).tolist() == [list(range(12))] * 2
+        x, y = dataset_entry("mine").load("default", "test")
+        np.testing.assert_array_equal(rec.sort_values(["image_id", "budget"])["label"], np.repeat(y.numpy(), 2))
+        with torch.no_grad():
+            pred = c4(pretrained=True)(x).argmax(1).numpy()
+        np.testing.assert_array_equal(rec[rec["budget"] == 0.1].sort_values("image_id")["pred_clean"], pred)
+        same_records(rec, run(spec, workers=0, progress=False).records)
+        assert calls == [("default", "test"), ("default", "test")]  # here: the check above, then the in-process run
+    finally:
+        unregister_dataset("mine")
+    with pytest.raises(ValueError, match="dataset must be one of 'mnist', 'imagenet'"):
+        mine_spec()
+
+
+def test_registered_dataset_errors_and_versions():
+    from smoothlab.bench.shard import cached_dataset, dataset_size
+    from smoothlab.data import dataset_version
+
+    calls: list = []
+    with pytest.raises(ValueError, match="built in"):
+        register_dataset("mnist", _tiny_loader(calls))
+    with pytest.raises(TypeError, match="loader must be callable"):
+        register_dataset("mine", 3)
+    with pytest.raises(ValueError, match="shard_size must be a multiple of batch_size=4"):
+        register_dataset("mine", _tiny_loader(calls), batch_size=4, shard_size=6)
+    with pytest.raises(ValueError, match="not registered"):
+        unregister_dataset("never-registered")
+    register_dataset("mine", _tiny_loader(calls), splits=("test", "val"))
+    try:
+        with pytest.raises(ValueError, match="has no default model"):
+            BenchSpec(dataset="mine", attacks=(AttackSpec("fgsm", {}, (0.1,)),))
+        with pytest.raises(ValueError, match="split must be one of 'test', 'val' for dataset 'mine', got 'train'"):
+            mine_spec(split="train")
+        with pytest.raises(ValueError, match="already registered"):
+            register_dataset("mine", _tiny_loader(calls))
+        # no count function: the split is loaded (once) to count it
+        assert dataset_size(mine_spec()) == 12 and dataset_size(mine_spec(split="val")) == 12 and len(calls) == 2
+        first = cached_dataset(mine_spec())
+        v = dataset_version("mine")
+        register_dataset("mine", lambda source, split: (np.zeros((3, 1, 28, 28), np.float32), np.zeros(3, np.int32)), overwrite=True)
+        assert dataset_version("mine") == v + 1
+        second = cached_dataset(mine_spec())  # the new loader's images, not the cached ones
+        assert second is not first and tuple(second[0].shape) == (3, 1, 28, 28) and second[1].dtype == first[1].dtype
+        register_dataset("mine", lambda source, split: (np.zeros((3, 28, 28)), np.zeros(3)), overwrite=True)
+        with pytest.raises(ValueError, match=r"loader of dataset 'mine' must return float images \(N, C, H, W\)"):
+            cached_dataset(mine_spec())
+        register_dataset("mine", lambda source, split: [1, 2], overwrite=True)
+        with pytest.raises(TypeError, match=r"must return \(x, y\) or an object with len\(\) and batch"):
+            cached_dataset(mine_spec())
+    finally:
+        unregister_dataset("mine")
+
+
 # --------------------------------------------------------------------------- resume
 
 
@@ -507,20 +607,15 @@ def test_unreachable_scheduler_fails_fast():
     assert time.monotonic() - t < 15
 
 
-def test_run_takes_keywords_and_one_spelling_of_in_process(reference):
-    """run(spec, *, ...): the old positional call and the old in-process spellings still work, with a warning."""
+def test_run_takes_keywords_and_one_spelling_of_in_process():
+    """run(spec, *, ...): the old positional call and the old in-process spellings are clear errors."""
     spec = tiny_spec()
-    for kwargs in ({"client": False}, {"scheduler": "none"}):
-        with pytest.warns(DeprecationWarning, match="workers=0"):
-            res = run(spec, progress=False, **kwargs)
-        assert res.mode == "in-process"
-        pd.testing.assert_frame_equal(res.records.drop(columns="seconds"), reference.drop(columns="seconds"))
-    with pytest.warns(DeprecationWarning, match="by keyword"):
-        res = run(spec, None, None, None, 0, False)  # client, out, scheduler, workers, progress
-    assert res.mode == "in-process"
-    with pytest.raises(TypeError, match="multiple values"), pytest.warns(DeprecationWarning):
-        run(spec, None, client=None)
-    assert "client" in inspect.signature(run).parameters
+    with pytest.raises(TypeError, match="positional"):
+        run(spec, None, None, None, 0, False)  # client, out, scheduler, workers, progress
+    with pytest.raises(TypeError, match="client must be a distributed.Client or None, got False; workers=0"):
+        run(spec, client=False, progress=False)
+    with pytest.raises(ValueError, match="scheduler must be the address .* got 'none'; workers=0"):
+        run(spec, scheduler="none", progress=False)
     assert inspect.signature(run).parameters["client"].kind is inspect.Parameter.KEYWORD_ONLY
 
 

@@ -107,6 +107,14 @@ def test_model_choices_are_the_built_in_models():
     assert _MODEL_CHOICES == tuple(MODELS)
 
 
+def test_dataset_and_split_choices_are_the_built_in_ones():
+    from smoothlab.cli import _DATASET_CHOICES, _SPLIT_CHOICES
+    from smoothlab.data import DATASETS
+
+    assert _DATASET_CHOICES == tuple(DATASETS)
+    assert set(_SPLIT_CHOICES) == {s for entry in DATASETS.values() for s in entry.splits}
+
+
 def test_table_3_runs_both_targets(tmp_path, capsys):
     args = ["bench", "--table", "3", "--quick", "--attacks", "fgsm,pgd2", "--n-images", "4", "--workers", "0",
             "--no-progress", "--out", str(tmp_path)]

@@ -3,16 +3,18 @@
 - every public name of every subpackage is importable, and no function or class is shadowed by a
   module of the same name (``smoothlab.attacks.cw`` stays the function whatever was imported);
 - importing smoothlab and its subpackages changes no process-wide state;
-- deprecated module paths still work, with a ``DeprecationWarning``;
+- no module imports a private module (``_name``) of another package (:func:`private_imports`);
 - ``python -m smoothlab`` is the command.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -28,8 +30,8 @@ def _run(code: str) -> str:
 
 
 def test_public_names_import_and_no_module_shadows_a_function() -> None:
-    # In a fresh interpreter: read each __all__, import every submodule (the deprecated aliases
-    # included, warnings silenced), then check each public name again.
+    # In a fresh interpreter: read each __all__, import every submodule (warnings silenced), then
+    # check each public name again.
     out = _run(
         f"""
         import importlib, json, pkgutil, types, warnings
@@ -74,6 +76,7 @@ def test_public_names_are_what_they_say() -> None:
 
     assert callable(attacks.cw) and callable(data.mnist) and callable(models.c4) and callable(smoothlab.magnify)
     assert bench.MODELS is models.MODELS and bench.register_model is models.register_model
+    assert bench.DATASETS is data.DATASETS and bench.register_dataset is data.register_dataset
     assert attacks.AttackResult.__module__ == "smoothlab.attacks._result"
     assert "sample_image" in data.__all__ and "is_adversarial" in attacks.__all__
     with pytest.raises(ModuleNotFoundError):  # no module named like the function any more
@@ -122,35 +125,118 @@ def test_import_changes_no_process_wide_state(imports: str) -> None:
     assert lines[1] == "", f"import called {lines[1]}"
 
 
-@pytest.mark.parametrize(
-    "old, names",
-    [
-        pytest.param("smoothlab.attacks.gradient", ["fgsm", "ifgsm", "pgd2", "spgd2"], id="attacks.gradient"),
-        pytest.param("smoothlab.bench.models", ["MODELS", "register_model", "build_model"], id="bench.models"),
-        pytest.param("smoothlab.models.defences", ["BilateralDefence"], id="models.defences"),
-        pytest.param("smoothlab.data.samples", ["sample_image", "SAMPLE_IMAGES"], id="data.samples"),
-        pytest.param("smoothlab.data.idx", ["read_idx", "write_idx"], id="data.idx"),
-    ],
-)
-def test_deprecated_module_paths_warn_and_still_work(old: str, names: list[str]) -> None:
-    out = _run(
-        f"""
-        import importlib, warnings
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            mod = importlib.import_module({old!r})
-        new = importlib.import_module({old!r}.rsplit(".", 1)[0])
-        if {old!r} == "smoothlab.bench.models":
-            new = importlib.import_module("smoothlab.models")
-        print(sum(issubclass(w.category, DeprecationWarning) and {old!r} in str(w.message) for w in caught))
-        print(all(getattr(mod, n) is getattr(new, n) for n in {names!r}))
-        """
-    )
-    assert out.split() == ["1", "True"]
-
-
 def test_python_dash_m_smoothlab_is_the_command() -> None:
     proc = subprocess.run([sys.executable, "-m", "smoothlab", "--version"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.startswith("smoothlab "), proc.stderr
     proc = subprocess.run([sys.executable, "-m", "smoothlab", "bench", "--help"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "--overwrite" in proc.stdout and "--download" in proc.stdout
+
+
+# --------------------------------------------------------------------------- private modules
+#
+# The rule: a private module -- one whose dotted name has a component starting with "_" (not a
+# dunder), e.g. smoothlab.models._registry -- belongs to the package holding that component
+# (smoothlab.models) and may be imported only by the modules of that package and of its
+# subpackages. Other packages import the names it holds from the package's public __init__.
+# Private modules directly under smoothlab/ (smoothlab._validation, smoothlab._repr) therefore
+# belong to the whole package: they are smoothlab's shared helpers, importable from anywhere in it.
+# Imports inside functions count, and so do module names written as strings (importlib tables).
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Known violations, each naming its importer and the private module (none today: keep it that way).
+ALLOWED_PRIVATE_IMPORTS: frozenset[tuple[str, str]] = frozenset()
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _owner(module: str) -> str | None:
+    """The package a private module belongs to (None: a public module)."""
+    parts = module.split(".")
+    for i, part in enumerate(parts[1:], start=1):
+        if part.startswith("_") and not part.startswith("__"):
+            return ".".join(parts[:i])
+    return None
+
+
+def _imported(tree: ast.AST, importer: str, is_package: bool, modules: set[str]) -> set[str]:
+    """Every smoothlab module ``importer`` imports (top level, in functions, or named by a string)."""
+    package = importer if is_package else importer.rpartition(".")[0]
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)
+    }
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: from .x import y
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names if f"{base}.{alias.name}" in modules)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            if node.value in modules:
+                found.add(node.value)
+    return {m for m in found if m == "smoothlab" or m.startswith("smoothlab.")}
+
+
+def private_imports(sources: dict[str, tuple[str, bool]], modules: set[str]) -> set[tuple[str, str]]:
+    """``(importer, private module)`` for each import of a private module from outside its package.
+
+    ``sources``: module name -> (source code, is a package ``__init__``).
+    """
+    bad = set()
+    for importer, (code, is_package) in sources.items():
+        here = importer if is_package else importer.rpartition(".")[0]
+        for target in _imported(ast.parse(code), importer, is_package, modules):
+            owner = _owner(target)
+            if owner is not None and here != owner and not here.startswith(owner + "."):
+                bad.add((importer, target))
+    return bad
+
+
+def _package_sources() -> tuple[dict[str, tuple[str, bool]], set[str]]:
+    files = sorted((ROOT / "smoothlab").rglob("*.py"))
+    sources = {_module_name(f): (f.read_text(encoding="utf-8"), f.name == "__init__.py") for f in files}
+    return sources, set(sources)
+
+
+def test_no_module_imports_a_private_module_of_another_package() -> None:
+    sources, modules = _package_sources()
+    assert len(sources) > 40 and "smoothlab.bench.shard" in sources
+    bad = private_imports(sources, modules)
+    unexpected = sorted(bad - ALLOWED_PRIVATE_IMPORTS)
+    assert not unexpected, "imports of private modules from another package (import the public name instead): " + "; ".join(
+        f"{importer} imports {target}" for importer, target in unexpected
+    )
+    stale = sorted(ALLOWED_PRIVATE_IMPORTS - bad)
+    assert not stale, f"allowed violations that no longer happen (remove them from ALLOWED_PRIVATE_IMPORTS): {stale}"
+
+
+@pytest.mark.parametrize(
+    "importer, code, expected",
+    [
+        pytest.param("smoothlab.bench.x", "from smoothlab.models._registry import MODELS", {"smoothlab.models._registry"}, id="from"),
+        pytest.param("smoothlab.bench.x", "def f():\n    import smoothlab.data._mnist as m", {"smoothlab.data._mnist"}, id="in-function"),
+        pytest.param("smoothlab.bench.x", "from smoothlab.models import _registry", {"smoothlab.models._registry"}, id="from-package"),
+        pytest.param("smoothlab.bench.x", "T = {'a': 'smoothlab.models._registry'}", {"smoothlab.models._registry"}, id="string"),
+        pytest.param("smoothlab.bench.x", "from ..models._registry import MODELS", {"smoothlab.models._registry"}, id="relative"),
+        pytest.param("smoothlab.models.x", "from smoothlab.models._registry import MODELS", set(), id="own-package"),
+        pytest.param("smoothlab.models.x", "from ._registry import MODELS", set(), id="own-relative"),
+        pytest.param("smoothlab.bench.x", "from smoothlab._validation import check_int", set(), id="package-wide"),
+        pytest.param("smoothlab.bench.x", "from smoothlab.models import MODELS", set(), id="public"),
+        pytest.param("smoothlab.bench.x", '"""See smoothlab.models._registry."""', set(), id="docstring"),
+    ],
+)
+def test_private_import_rule(importer: str, code: str, expected: set[str]) -> None:
+    modules = {"smoothlab.models._registry", "smoothlab.data._mnist", "smoothlab._validation", "smoothlab.models"}
+    found = private_imports({importer: (code, False)}, modules)
+    assert found == {(importer, target) for target in expected}

@@ -189,19 +189,18 @@ def resolve_smoother(smoother: Any, x: torch.Tensor) -> Any:
 
 
 def smooth_attack_option(smoother: Any, attack: str) -> Any:
-    """``smoother=`` of the named smooth attacks (``spgd2``, ``scw``), which always smooth.
+    """``smoother=`` of the named smooth attacks (``spgd2``, ``scw``), which always smooth: anything but ``None``.
 
-    ``None`` used to mean the MNIST preset there (and "no smoothing" everywhere else): it still
-    does, with a ``DeprecationWarning``.
+    Raises
+    ------
+    ValueError
+        ``smoother`` is ``None`` (no smoothing is the plain attack, named without the ``s``).
     """
     if smoother is None:
-        warnings.warn(
-            f"{attack}(smoother=None) is deprecated: it means smoother='mnist' (the default); for no smoothing "
-            f"call {attack[1:]}()",
-            DeprecationWarning,
-            stacklevel=3,
+        raise ValueError(
+            f"{attack} always smooths: smoother must be a preset name ('mnist', the default), a SmoothingSpec, "
+            f"a Smoother or a callable, got None; for no smoothing call {attack[1:]}()"
         )
-        return "mnist"
     return smoother
 
 

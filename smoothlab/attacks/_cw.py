@@ -388,7 +388,7 @@ def scw(model: Model, x: torch.Tensor, y: torch.Tensor, *, smoother: Any = "mnis
 
     ``smoother`` takes what :func:`cw` takes but ``None``, and defaults to ``"mnist"``, the paper's
     MNIST smoothing (``SmoothingSpec.mnist()``: Laplacian kernel, ``λ = 10``, ``α = 0.95``). For no
-    smoothing call :func:`cw`; ``scw(smoother=None)`` is a deprecated spelling of ``"mnist"``.
+    smoothing call :func:`cw`: ``scw(smoother=None)`` raises a ``ValueError`` saying so.
 
     Examples
     --------

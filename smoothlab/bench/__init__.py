@@ -12,7 +12,9 @@
   one call (each in its own folder);
 - :func:`run_shard` -- the unit of work, identical on every path;
 - :func:`register_model` -- evaluate models of your own by name (:data:`MODELS` are built in;
-  the registry lives in :mod:`smoothlab.models` and is re-exported here).
+  the registry lives in :mod:`smoothlab.models` and is re-exported here);
+- :func:`register_dataset` -- evaluate on data of your own by name (:data:`DATASETS` are built
+  in; the registry lives in :mod:`smoothlab.data` and is re-exported here).
 
 Dask (``distributed``) is imported only when a run uses it.
 """
@@ -38,12 +40,14 @@ from smoothlab.bench.spec import (
     quick_attacks,
     single_budget_attacks,
 )
-from smoothlab.models._registry import MODELS, build_model, model_names, register_model, unregister_model
+from smoothlab.data import DATASETS, register_dataset, unregister_dataset
+from smoothlab.models import MODELS, build_model, model_names, register_model, unregister_model
 
 __all__ = [
     "AttackSpec",
     "BenchResult",
     "BenchSpec",
+    "DATASETS",
     "DEFAULT_BUDGETS",
     "EXTRA_ATTACKS",
     "IMAGENET_BUDGETS",
@@ -62,11 +66,13 @@ __all__ = [
     "parse_images",
     "plan_shards",
     "quick_attacks",
+    "register_dataset",
     "register_model",
     "run",
     "run_all",
     "run_shard",
     "select_images",
     "single_budget_attacks",
+    "unregister_dataset",
     "unregister_model",
 ]

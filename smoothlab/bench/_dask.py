@@ -33,17 +33,19 @@ class BenchWorkerPlugin(WorkerPlugin):
 
     The models and the images are built in the worker process (never pickled per task) and
     kept in the process-local cache of :mod:`smoothlab.bench.shard`; the plugin only warms
-    that cache when the worker starts, including workers restarted after a crash. Models the
-    client registered with :func:`smoothlab.bench.register_model` travel with the plugin (their
-    factories, pickled once) and are registered in each worker, and so do the attacks registered
-    with :func:`smoothlab.attacks.register` that the spec runs.
+    that cache when the worker starts, including workers restarted after a crash. Models and data
+    sets the client registered with :func:`smoothlab.models.register_model` /
+    :func:`smoothlab.data.register_dataset` travel with the plugin (their factories and entries,
+    pickled once) and are registered in each worker, and so do the attacks registered with
+    :func:`smoothlab.attacks.register` that the spec runs.
     """
 
     name = "smoothlab-bench"
 
     def __init__(self, spec: BenchSpec, threads: int = 1, warm: bool = True, pin_by_name: bool | None = None) -> None:
         from smoothlab.attacks import attack_payload
-        from smoothlab.models._registry import model_factories
+        from smoothlab.data import dataset_entries
+        from smoothlab.models import model_factories
 
         self.spec = spec
         self.threads = threads
@@ -51,17 +53,21 @@ class BenchWorkerPlugin(WorkerPlugin):
         self.pin_by_name = pin_by_name  # see worker_gpu
         self.factories = model_factories((spec.model, spec.target_model))
         self.attacks = attack_payload(a.name for a in spec.attacks)
+        self.datasets = dataset_entries((spec.dataset,))
 
     def setup(self, worker: Any) -> None:
         import torch
 
         from smoothlab.attacks import restore_attacks
         from smoothlab.bench import shard
+        from smoothlab.data import register_dataset
         from smoothlab.models import register_model
 
         for name, factory in self.factories.items():
             register_model(name, factory, overwrite=True)
         restore_attacks(self.attacks)
+        for name, entry in self.datasets.items():
+            register_dataset(name, entry.loader, **entry.options(), overwrite=True)
         torch.set_num_threads(self.threads)
         if self.spec.device.startswith("cuda") and torch.cuda.is_available():
             if self.spec.device == "cuda":

@@ -7,13 +7,11 @@ once under ``out/``, and aggregates the records into the statistics of eqs. (20)
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import sys
 import time
 import uuid
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,36 +145,6 @@ class _Progress:
             self.bar.close()
 
 
-# The parameters of run() that used to be positional (client, out, ...): still accepted that way,
-# with a DeprecationWarning, by _keywords_after_spec.
-_FORMERLY_POSITIONAL = ("client", "out", "scheduler", "workers", "progress")
-
-
-def _keywords_after_spec(func: Callable[..., BenchResult]) -> Callable[..., BenchResult]:
-    """Let ``run(spec, client, out, ...)`` (the old positional call) work, with a warning."""
-
-    @functools.wraps(func)
-    def wrapper(spec: Any = None, *args: Any, **kwargs: Any) -> BenchResult:
-        if args:
-            if len(args) > len(_FORMERLY_POSITIONAL):
-                raise TypeError(f"run() takes spec and keyword arguments only, got {1 + len(args)} positional arguments")
-            names = _FORMERLY_POSITIONAL[: len(args)]
-            warnings.warn(
-                f"passing {', '.join(names)} to run() by position is deprecated; pass them by keyword "
-                f"({', '.join(f'{n}=...' for n in names)})",
-                DeprecationWarning,
-                stacklevel=2,
-            )
-            for name, value in zip(names, args):
-                if name in kwargs:
-                    raise TypeError(f"run() got multiple values for argument {name!r}")
-                kwargs[name] = value
-        return func(spec, **kwargs)
-
-    return wrapper
-
-
-@_keywords_after_spec
 def run(
     spec: BenchSpec | None = None,
     *,
@@ -210,8 +178,7 @@ def run(
         ``"tcp://HOST:PORT"`` of a running Dask scheduler.
     workers : int, optional
         Workers of the local cluster (default: one per core / GPU, at most one per shard);
-        ``0`` runs in-process, without Dask (the one way to say so; ``client=False`` and
-        ``scheduler="none"`` still work, with a ``DeprecationWarning``).
+        ``0`` runs in-process, without Dask.
     progress : bool
         Show a progress bar of the shards (tqdm: text in a terminal, a widget in a notebook) and the
         Dask dashboard link.
@@ -257,9 +224,7 @@ def run(
     ['fgsm', 'pgd2']
     """
     t0 = time.perf_counter()
-    spec, workers = _check_run_arguments(spec, client, scheduler, workers, max_shards, threads, connect_timeout)
-    if client is False or scheduler == "none":
-        client = scheduler = None
+    spec = _check_run_arguments(spec, client, scheduler, workers, max_shards, threads, connect_timeout)
     in_process = workers == 0
     _check_device_here(spec, runs_here=in_process or (client is None and scheduler is None))
 
@@ -291,9 +256,8 @@ def _check_run_arguments(
     max_shards: int | None,
     threads: int,
     connect_timeout: float,
-) -> tuple[BenchSpec, int | None]:
-    """Check :func:`run`'s arguments; return the spec (device resolved) and ``workers``, 0 for
-    the deprecated spellings of in-process (``client=False``, ``scheduler="none"``)."""
+) -> BenchSpec:
+    """Check :func:`run`'s arguments; return the spec (device resolved)."""
     from smoothlab._validation import check_int, check_positive
 
     spec = BenchSpec() if spec is None else spec
@@ -308,15 +272,13 @@ def _check_run_arguments(
     check_positive(connect_timeout, "connect_timeout")
     if scheduler is not None and not isinstance(scheduler, str):
         raise TypeError(f"scheduler must be an address string, got {type(scheduler).__name__}")
-    if client is not None and client is not False and scheduler is not None:
+    if isinstance(client, bool):
+        raise TypeError(f"client must be a distributed.Client or None, got {client!r}; workers=0 runs in-process")
+    if scheduler is not None and scheduler.strip().lower() in ("", "none"):
+        raise ValueError(f"scheduler must be the address of a Dask scheduler ('tcp://HOST:PORT'), got {scheduler!r}; workers=0 runs in-process")
+    if client is not None and scheduler is not None:
         raise ValueError("give either client or scheduler, not both")
-    if client is False or scheduler == "none":
-        said = "client=False" if client is False else "scheduler='none'"
-        warnings.warn(
-            f"run({said}) is deprecated: say workers=0 to run in-process", DeprecationWarning, stacklevel=4
-        )
-        workers = 0
-    return spec, workers
+    return spec
 
 
 def _check_device_here(spec: BenchSpec, runs_here: bool) -> None:

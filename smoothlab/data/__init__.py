@@ -8,9 +8,12 @@
   ``<wnid>_<name>.JPEG`` folder, an ImageNet validation tree or the NIPS 2017 DEV set;
   :func:`imagenet_samples` finds (or downloads) the 1,000-image sample; :data:`IMAGENET_CLASSES`
   names the classes;
-- :func:`embedded_split`, :func:`stratified_split` -- the fixed 4,000 / 1,000 split.
+- :func:`embedded_split`, :func:`stratified_split` -- the fixed 4,000 / 1,000 split;
+- :data:`DATASETS`, :func:`register_dataset`, :func:`unregister_dataset`, :func:`dataset_entry`,
+  :func:`dataset_names`, :func:`dataset_entries`, :func:`dataset_version`, :class:`DatasetEntry`
+  -- the data sets a benchmark can name (``BenchSpec(dataset=...)``).
 
-Implementation modules are private: ``_mnist``, ``_idx``, ``_samples``, ``_imagenet``.
+Implementation modules are private: ``_mnist``, ``_idx``, ``_samples``, ``_imagenet``, ``_registry``.
 """
 
 from __future__ import annotations
@@ -37,9 +40,27 @@ from smoothlab.data._mnist import (
     mnist,
     stratified_split,
 )
+from smoothlab.data._registry import (
+    DATASETS,
+    DatasetEntry,
+    dataset_entries,
+    dataset_entry,
+    dataset_names,
+    dataset_version,
+    register_dataset,
+    unregister_dataset,
+)
 from smoothlab.data._samples import SAMPLE_IMAGES, sample_image
 
 __all__ = [
+    "DATASETS",
+    "DatasetEntry",
+    "dataset_entries",
+    "dataset_entry",
+    "dataset_names",
+    "dataset_version",
+    "register_dataset",
+    "unregister_dataset",
     "EMBEDDED_SPLIT_SEED",
     "EMBEDDED_TEST_SIZE",
     "FILES",

@@ -10,7 +10,8 @@
   paper's Inception V3, its adversarially trained version, ResNet V2-50; :data:`IMAGENET_MODELS`);
 - :class:`BilateralDefence` -- a bilateral filter in front of a network (sec. 5.4, Table 3);
 - :data:`MODELS`, :func:`register_model`, :func:`build_model`, :func:`model_names`,
-  :func:`unregister_model`, :func:`model_version` -- the models a benchmark can name.
+  :func:`unregister_model`, :func:`model_version`, :func:`model_factories`,
+  :data:`MODEL_DATASETS` -- the models a benchmark can name.
 
 Implementation modules are private: ``_c4``, ``_efficientnet``, ``_imagenet``, ``_defences`` (imported lazily), ``_registry``.
 """
@@ -35,8 +36,10 @@ from smoothlab.models._c4 import (
 from smoothlab.models._efficientnet import EfficientNetLite0
 from smoothlab.models._imagenet import IMAGENET_MODELS, Normalised, imagenet, zoo_available
 from smoothlab.models._registry import (
+    MODEL_DATASETS,
     MODELS,
     build_model,
+    model_factories,
     model_names,
     model_version,
     register_model,
@@ -62,7 +65,9 @@ __all__ = [
     "imagenet",
     "zoo_available",
     "MODELS",
+    "MODEL_DATASETS",
     "build_model",
+    "model_factories",
     "model_names",
     "model_version",
     "register_model",
