@@ -1,7 +1,7 @@
 """Time smoothlab's bilateral filter per 299 x 299 x 3 image against independent implementations.
 
 Compared, with the same parameters (domain sigma, range sigma, window radius):
-- ``smoothlab.magnification.bilateral`` (pure torch), CPU, and GPU when ``torch.cuda.is_available()``;
+- ``smoothlab.filters.bilateral`` (pure torch), CPU, and GPU when ``torch.cuda.is_available()``;
 - ``skimage.restoration.denoise_bilateral`` (Cython, one thread; ``sigma_color = sigma_r / 3`` since it
   divides the colour distance by the number of channels; default 10,000 bins);
 - OpenCV ``cv2.bilateralFilter`` (float32; its own thread pool; disk window, L1 colour distance),
@@ -23,7 +23,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from smoothlab.magnification import bilateral, magnify
+from smoothlab.filters import bilateral
+from smoothlab.magnification import magnify
 
 
 def _time(fn: Callable[[], object], repeats: int, sync: Callable[[], None] = lambda: None) -> float:

@@ -165,8 +165,9 @@ def cmd_png(args: argparse.Namespace) -> None:
     from smoothlab.bench import BenchSpec
     from smoothlab.bench.shard import _attack_kwargs
     from smoothlab.data import mnist
-    from smoothlab.metrics import records_from_result, summary
+    from smoothlab.metrics import summary
     from smoothlab.models import c4
+    from smoothlab.records import records_from_result
 
     names = ["fgsm", "ifgsm", "pgd2", "cw", "ddn", "fmn", "spgd2", "scw", "sddn", "sfmn"]
     spec = BenchSpec.paper(1, attack_names=names)
@@ -219,8 +220,9 @@ def cmd_truncation(args: argparse.Namespace) -> None:
     from smoothlab.attacks import paper_settings, scw, spgd2
     from smoothlab.bench import IMAGENET_BUDGETS
     from smoothlab.data import imagenet
-    from smoothlab.metrics import records_from_result, summary
+    from smoothlab.metrics import summary
     from smoothlab.models import imagenet as imagenet_model
+    from smoothlab.records import records_from_result
     from smoothlab.smoothing import SmoothingSpec
 
     model = imagenet_model()

@@ -36,7 +36,8 @@ import torch
 
 from smoothlab.attacks import ATTACKS
 from smoothlab.magnification import MAGNIFY_PAPER, visibility
-from smoothlab.metrics import ATTACK_LABELS, records_from_result, summary
+from smoothlab.metrics import ATTACK_LABELS, summary
+from smoothlab.records import records_from_result
 from smoothlab.smoothing import SmoothingSpec
 
 

@@ -63,7 +63,8 @@ class Mutant:
 MUTANTS: tuple[Mutant, ...] = (
     # ---- the four of issue 12
     Mutant("mag-sigma-x-unguided", "eq. 22: the filter of sigma_x guided by (x - b(x))^2 instead of x",
-           "_filter(resid.square(), x, sigma_d", "_filter(resid.square(), None, sigma_d", "tests/test_magnify.py"),
+           "bilateral_mean(resid.square(), sigma_d, sigma_r, guide=x,",
+           "bilateral_mean(resid.square(), sigma_d, sigma_r, guide=None,", "tests/test_magnify.py"),
     Mutant("margin-ignored", "eq. 3: the margin loss ignores m",
            "return (margin - logit_difference(logits, labels, targeted)).clamp_min(0.0)",
            "return (0.0 - logit_difference(logits, labels, targeted)).clamp_min(0.0)", "tests/test_attacks.py"),

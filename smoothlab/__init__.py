@@ -6,9 +6,11 @@ Zhang, Avrithis, Furon, Amsaleg, *Smooth Adversarial Examples*. The public API:
 - :class:`Smoother` -- Laplacian smoothing ``s_alpha`` (eq. 8) and its normalised,
   differentiable version ``ŝ_alpha`` (eq. 9); :class:`SmoothingSpec` builds one per batch;
 - :mod:`smoothlab.attacks` -- FGSM, I-FGSM, PGD2, C&W and their smooth versions;
-- :mod:`smoothlab.metrics` -- the evaluation protocol of section 5.1;
+- :mod:`smoothlab.records`, :mod:`smoothlab.metrics` -- the evaluation protocol of section 5.1: per-image
+  records, and the statistics built on them (eqs. 20-21);
 - :mod:`smoothlab.perturbations` -- is a perturbation smooth like its image (contrast across edges)?
-- :func:`magnify`, :func:`bilateral`, :func:`visibility` -- adversarial magnification (appendix A), in :mod:`smoothlab.magnification`;
+- :func:`magnify`, :func:`visibility`, :class:`Magnifier` -- adversarial magnification (appendix A), in
+  :mod:`smoothlab.magnification`; :func:`bilateral` -- the bilateral filter, in :mod:`smoothlab.filters`;
 - :mod:`smoothlab.models`, :mod:`smoothlab.data`, :mod:`smoothlab.bench`, :mod:`smoothlab.viz`.
 
 Submodules and names are imported lazily so that ``import smoothlab`` stays fast.
@@ -28,7 +30,8 @@ _LAZY_NAMES = {
     "SmoothingSpec": "smoothlab.smoothing",
     "CGInfo": "smoothlab.smoothing",
     "magnify": "smoothlab.magnification",
-    "bilateral": "smoothlab.magnification",
+    "Magnifier": "smoothlab.magnification",
+    "bilateral": "smoothlab.filters",
     "to_display": "smoothlab.magnification",
     "visibility": "smoothlab.magnification",
     "MAGNIFY_PAPER": "smoothlab.magnification",
@@ -38,9 +41,11 @@ _SUBMODULES = {
     "graph",
     "smoothing",
     "attacks",
+    "records",
     "metrics",
     "perturbations",
     "magnification",
+    "filters",
     "models",
     "data",
     "bench",

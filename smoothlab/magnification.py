@@ -1,13 +1,14 @@
-"""Adversarial magnification (appendix A, eq. 22) and the bilateral filter behind it.
+"""Adversarial magnification (appendix A, eq. 22), built on the bilateral filters of :mod:`smoothlab.filters`.
 
 Public API
 ----------
-- :func:`bilateral` -- bilateral filter [Tomasi & Manduchi 1998], plain or guided (joint), batched,
-  differentiable, pure torch on the device of its input;
 - :func:`magnify` -- ``mag(x)`` of eq. (22), a local normalisation that makes a perturbation that is
   not "smooth like x" stand out;
 - :func:`to_display` -- map a *set* of magnified images to ``[0, 1]`` with one shared scale;
 - :func:`visibility` -- a per-image number saying how much a perturbation shows under magnification;
+- :class:`Magnifier` -- the magnification of a batch of originals computed once, then the
+  visibility of any number of perturbed versions of them (what :func:`visibility` and the records'
+  ``visibility`` column use);
 - :data:`MAGNIFY_PAPER`, :data:`MAGNIFY_AUTHORS_CODE` -- the two parameter sets we know of.
 
 Parameters and their reading
@@ -22,8 +23,8 @@ and the global RMS of ``x - b(x)`` for ``sigma_Omega``: :data:`MAGNIFY_AUTHORS_C
 
 Defaults of :func:`magnify`: ``beta = 0.8`` and ``sigma_Omega`` = global standard deviation of ``x``
 (the paper's text), with the authors' kernels, ``sigma_d = 3`` px and ``sigma_r = 0.2``, and the window
-radius ``ceil(3 sigma_d) = 9`` of :func:`bilateral`. Why not the paper's ``5, 5/255``: the unit of the
-range sigma is our guess, and with it the range kernel leaves almost every detail in ``b(x)``, so
+radius ``ceil(3 sigma_d) = 9`` of :func:`~smoothlab.filters.bilateral`. Why not the paper's ``5, 5/255``:
+the unit of the range sigma is our guess, and with it the range kernel leaves almost every detail in ``b(x)``, so
 ``x - b(x)`` is little more than the image's own grain/JPEG noise and the magnified original and its
 noisy adversarial look alike (tried on ``skimage.data.astronaut``); it also needs a 31 x 31 window
 (about 4x the time). Pass ``**MAGNIFY_PAPER`` or ``**MAGNIFY_AUTHORS_CODE`` to reproduce either.
@@ -42,22 +43,12 @@ from types import MappingProxyType
 from typing import Any
 
 import torch
-from torch.utils.checkpoint import checkpoint
 
-from smoothlab._validation import (
-    check_choice,
-    check_float_tensor,
-    check_images,
-    check_int,
-    check_positive,
-    check_range,
-    check_tensor,
-)
+from smoothlab._validation import check_choice, check_float_tensor, check_images, check_positive, check_range
+from smoothlab.filters import BILATERAL_WINDOWS, bilateral_mean, bilateral_radius
 
 __all__ = [
-    "BILATERAL_WINDOWS",
-    "bilateral",
-    "bilateral_radius",
+    "Magnifier",
     "magnify",
     "to_display",
     "visibility",
@@ -76,7 +67,7 @@ MAGNIFY_AUTHORS_CODE: Mapping[str, Any] = MappingProxyType(
     {"beta": 0.8, "sigma_d": 3.0, "sigma_r": 0.2, "radius": 7, "global_scale": "residual_rms"}
 )
 
-#: Defaults of :func:`magnify` (and of :func:`visibility`'s ``**mag_options``).
+#: Defaults of :func:`magnify` (and of :class:`Magnifier`, :func:`visibility`'s ``**mag_options``).
 _MAGNIFY_DEFAULTS: dict[str, Any] = {
     "beta": 0.8,
     "sigma_d": 3.0,
@@ -87,248 +78,7 @@ _MAGNIFY_DEFAULTS: dict[str, Any] = {
     "eps": 1e-6,
 }
 
-#: The window shapes of :func:`bilateral`.
-BILATERAL_WINDOWS = ("square", "disk")
-_CHUNK_ELEMENTS = 2**18  # values of x per chunk of the batch in _filter (one 299x299x3 image ~ 2^18)
 _GLOBAL_SCALES = ("std", "residual_rms")
-
-
-# ----------------------------------------------------------------------------------------------
-# Bilateral filter
-# ----------------------------------------------------------------------------------------------
-
-
-def _default_radius(sigma_d: float) -> int:
-    # 3 sigma covers all but exp(-4.5) ~ 1 % of the domain kernel's peak
-    return max(int(math.ceil(3.0 * sigma_d - 1e-9)), 0)
-
-
-def bilateral_radius(radius: int | None, sigma_d: float) -> int:
-    """The window half-width :func:`bilateral` uses: ``radius`` checked, or ``ceil(3 sigma_d)`` if ``None``."""
-    if radius is None:
-        return _default_radius(sigma_d)
-    return check_int(radius, "radius", minimum=0)
-
-
-def _row_sums(
-    xp: torch.Tensor,
-    gp: torch.Tensor,
-    x: torch.Tensor,
-    g: torch.Tensor,
-    row_bias: torch.Tensor,
-    col_bias: torch.Tensor,
-    dy: int,
-    dxs: tuple[int, ...],
-    ry: int,
-    rx: int,
-    inv_two_var_r: float,
-    residual: bool,
-    self_guided: bool,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Numerator and denominator of one row ``dy`` of window offsets (see :func:`_filter`)."""
-    _, _, h, w = x.shape
-    num = torch.zeros_like(x)
-    den = torch.zeros((x.shape[0], 1, h, w), dtype=x.dtype, device=x.device)
-    for dx in dxs:
-        ys, xs = slice(ry + dy, ry + dy + h), slice(rx + dx, rx + dx + w)
-        xq = xp[:, :, ys, xs]
-        dsig = xq - x if residual else xq
-        if self_guided:
-            gdiff = dsig if residual else xq - x
-        else:
-            gdiff = gp[:, :, ys, xs] - g
-        d2 = gdiff.square().sum(dim=1, keepdim=True)  # one scalar per pixel pair (all channels)
-        # log of domain kernel x validity mask (-inf outside the image), separable in dy, dx
-        bias = row_bias[dy + ry] + col_bias[dx + rx]
-        wgt = torch.exp(torch.add(bias, d2, alpha=-inv_two_var_r))
-        num = torch.addcmul(num, wgt, dsig)
-        den = den + wgt
-    return num, den
-
-
-def _filter(
-    x: torch.Tensor,
-    guide: torch.Tensor | None,
-    sigma_d: float,
-    sigma_r: float,
-    radius: int,
-    window: str,
-    *,
-    residual: bool,
-) -> torch.Tensor:
-    """Unchecked core: ``sum_q w_pq v_q / sum_q w_pq`` with ``v_q = x_q - x_p`` if ``residual`` else ``x_q``.
-
-    ``w_pq = exp(-|p-q|^2 / (2 sigma_d^2)) exp(-||g_p - g_q||^2 / (2 sigma_r^2))`` for in-image ``q``
-    in the window around ``p``, 0 otherwise; ``g`` is ``guide`` (``x`` when ``None``).
-    The offsets are visited one at a time (numerator/denominator accumulated), so memory is a few
-    images, whatever the window; with autograd on, each row of offsets is checkpointed.
-    """
-    b, c, h, w = x.shape
-    per_chunk = max(1, _CHUNK_ELEMENTS // (c * h * w))
-    if b > per_chunk and x.device.type == "cpu":  # CPU: chunks of the batch stay in cache (~1.5-2x faster)
-        return torch.cat(
-            [
-                _filter(x[i : i + per_chunk], None if guide is None else guide[i : i + per_chunk],
-                        sigma_d, sigma_r, radius, window, residual=residual)
-                for i in range(0, b, per_chunk)
-            ]
-        )
-    self_guided = guide is None
-    g = x if self_guided else guide
-    assert g is not None
-    ry, rx = min(radius, h - 1), min(radius, w - 1)  # offsets further out never hit the image
-    pad = (rx, rx, ry, ry)
-    xp = torch.nn.functional.pad(x, pad, mode="replicate") if (rx or ry) else x
-    gp = xp if self_guided else (torch.nn.functional.pad(g, pad, mode="replicate") if (rx or ry) else g)
-
-    inv_two_var_d = 1.0 / (2.0 * sigma_d * sigma_d)
-    inv_two_var_r = 1.0 / (2.0 * sigma_r * sigma_r)
-
-    def axis_bias(r: int, n: int) -> torch.Tensor:
-        # (2r+1, n) then shaped for broadcasting: -d^2/(2 sigma_d^2) where p+d is inside, -inf outside
-        d = torch.arange(-r, r + 1, device=x.device)
-        p = torch.arange(n, device=x.device)
-        inside = ((p[None, :] + d[:, None]) >= 0) & ((p[None, :] + d[:, None]) < n)
-        val = (-(d.to(x.dtype) ** 2) * inv_two_var_d)[:, None].expand(-1, n)
-        return torch.where(inside, val, torch.full_like(val, -math.inf))
-
-    row_bias = axis_bias(ry, h)[:, :, None]  # (2ry+1, H, 1)
-    col_bias = axis_bias(rx, w)[:, None, :]  # (2rx+1, 1, W)
-
-    use_ckpt = torch.is_grad_enabled() and (x.requires_grad or (not self_guided and g.requires_grad))
-    num = torch.zeros_like(x)
-    den = torch.zeros((b, 1, h, w), dtype=x.dtype, device=x.device)
-    r2 = radius * radius
-    for dy in range(-ry, ry + 1):
-        dxs = tuple(dx for dx in range(-rx, rx + 1) if window == "square" or dy * dy + dx * dx <= r2)
-        if not dxs:
-            continue
-        args = (xp, gp, x, g, row_bias, col_bias, dy, dxs, ry, rx, inv_two_var_r, residual, self_guided)
-        if use_ckpt:
-            n_row, d_row = checkpoint(_row_sums, *args, use_reentrant=False)
-        else:
-            n_row, d_row = _row_sums(*args)
-        num = num + n_row
-        den = den + d_row
-    # den >= 1: the centre pixel always has weight exp(0) * exp(0) = 1
-    return num / den
-
-
-def _check_signal(x: Any, name: str, *, check_finite: bool = True) -> torch.Tensor:
-    check_tensor(x, name)
-    if x.dim() != 4:
-        raise ValueError(
-            f"{name} must have shape (B, C, H, W), got a {x.dim()}-D tensor of shape {tuple(x.shape)}"
-        )
-    if min(x.shape) < 1:
-        raise ValueError(f"{name} must have B, C, H, W >= 1, got shape {tuple(x.shape)}")
-    if not check_finite:
-        if not x.dtype.is_floating_point:
-            raise TypeError(f"{name} must have a floating-point dtype, got {x.dtype}")
-        return x
-    return check_float_tensor(x, name)
-
-
-def _check_guide(guide: Any, x: torch.Tensor, *, check_finite: bool = True) -> torch.Tensor:
-    _check_signal(guide, "guide", check_finite=check_finite)
-    if guide.shape[0] != x.shape[0] or guide.shape[2:] != x.shape[2:]:
-        raise ValueError(
-            f"guide must have shape ({x.shape[0]}, C_guide, {x.shape[2]}, {x.shape[3]}) to match x, "
-            f"got {tuple(guide.shape)}"
-        )
-    if guide.dtype != x.dtype:
-        raise TypeError(f"guide must have the dtype of x ({x.dtype}), got {guide.dtype}")
-    if guide.device != x.device:
-        raise ValueError(f"guide must be on the device of x ({x.device}), got {guide.device}")
-    return guide
-
-
-def bilateral(
-    x: torch.Tensor,
-    sigma_d: float = 3.0,
-    sigma_r: float = 0.2,
-    *,
-    guide: torch.Tensor | None = None,
-    radius: int | None = None,
-    window: str = "square",
-    check_finite: bool = True,
-) -> torch.Tensor:
-    r"""Bilateral filter (Tomasi & Manduchi [35]), plain or guided, as used in appendix A.
-
-    .. math::
-        b_g(x)_c(p) = \frac{\sum_{q \in N(p)} k_d(p, q)\, k_r(p, q)\, x_c(q)}{\sum_{q \in N(p)} k_d(p, q)\, k_r(p, q)},
-        \quad k_d = e^{-\|p - q\|^2 / 2\sigma_d^2},
-        \quad k_r = e^{-\|g(p) - g(q)\|^2 / 2\sigma_r^2}
-
-    The photometric similarity ``k_r`` is **one scalar per pixel pair**, from the Euclidean distance
-    over *all* channels of the guide ``g`` (appendix A, last paragraph); every channel ``c`` of ``x``
-    is averaged with those same weights. ``N(p)`` is the window of the given ``radius`` around ``p``
-    restricted to pixels inside the image: at the border, only in-image neighbours count and the
-    weights are normalised by their own sum (no padding values enter the result).
-
-    Parameters
-    ----------
-    x
-        Signal to filter, float ``(B, C, H, W)``, finite; any range (``sigma_r`` is on the guide's scale).
-    sigma_d
-        Standard deviation of the domain (spatial) Gaussian, in pixels, > 0.
-    sigma_r
-        Standard deviation of the range (photometric) Gaussian, on the guide's scale (``[0, 1]``
-        images: 0.2 is the authors' value), > 0.
-    guide
-        Image that defines the range kernel, float ``(B, C_g, H, W)``; ``None`` (default) uses ``x``
-        itself (plain bilateral filter). ``guide=g`` gives the joint / guided filter ``b_g``.
-    radius
-        Window half-width: offsets ``|dy|, |dx| <= radius``; default ``ceil(3 * sigma_d)``.
-    window
-        ``"square"`` (default, the authors' 15 x 15 window) or ``"disk"`` (offsets with
-        ``dy^2 + dx^2 <= radius^2``, the window of OpenCV's ``cv2.bilateralFilter``).
-    check_finite
-        Check that ``x`` (and ``guide``) hold no NaN/Inf; ``False`` skips that host
-        synchronisation (inside attack loops, as :class:`~smoothlab.models.BilateralDefence` does).
-
-    Returns
-    -------
-    torch.Tensor
-        Filtered ``x``, same shape, dtype and device; differentiable in ``x`` and ``guide``.
-
-    Notes
-    -----
-    The filter is computed as ``x + sum_q w_pq (x_q - x_p) / sum_q w_pq`` (the same quantity), so a
-    constant image is returned exactly. The window offsets are visited in a loop, accumulating
-    numerator and denominator: memory is a few copies of the batch whatever the radius (no
-    ``unfold`` of ``(2r+1)^2`` copies); under autograd each row of offsets is recomputed in the
-    backward pass (gradient checkpointing) instead of being stored.
-
-    Checked against independent implementations (``tests/test_magnify.py``):
-
-    - OpenCV ``cv2.bilateralFilter`` (``d = 2 radius + 1``, ``sigmaSpace = sigma_d``,
-      ``sigmaColor = sigma_r``, float32) with ``window="disk"`` on grey images (camera crop, MNIST
-      digit): away from the border the largest difference measured is below ``1e-6`` (float32
-      rounding; OpenCV tabulates the range Gaussian and interpolates it linearly); the test
-      tolerance is ``1e-5``. Within ``radius`` of the border OpenCV counts mirrored pixels
-      (``BORDER_REFLECT_101``) where we count only in-image ones (differences up to ~0.02). On colour
-      images OpenCV measures the colour distance with the L1 norm, we with the Euclidean norm of the
-      paper, so colour images are not compared with it.
-    - scikit-image ``denoise_bilateral`` (``channel_axis=-1``) on RGB and grey images. Its range
-      kernel takes the Euclidean colour distance divided by the number of channels, quantised into
-      ``bins`` (so ``sigma_color = sigma_r / C``), and in version 0.26 its spatial look-up table has
-      ``(win_size + 1)^2`` entries read with row stride ``win_size`` -- a sheared spatial kernel. We
-      therefore compare with a flat spatial kernel (``sigma_d = sigma_spatial = 1e4``), which checks
-      the Euclidean colour distance on RGB (astronaut crop) and grey images: away from the border
-      the largest difference measured is below ``2e-6`` with ``bins = 10**6`` (below ``2e-4`` with
-      the default ``10**4`` bins: the quantised range kernel); the test tolerance is ``1e-5``.
-    - A pixel-by-pixel textbook implementation (guided, both windows, windows larger than the
-      image): ``1e-12`` in float64.
-    """
-    _check_signal(x, "x", check_finite=check_finite)
-    sigma_d = check_positive(sigma_d, "sigma_d")
-    sigma_r = check_positive(sigma_r, "sigma_r")
-    radius = bilateral_radius(radius, sigma_d)
-    check_choice(window, "window", BILATERAL_WINDOWS)
-    if guide is not None:
-        _check_guide(guide, x, check_finite=check_finite)
-    return x + _filter(x, guide, sigma_d, sigma_r, radius, window, residual=True)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -348,9 +98,10 @@ def _magnify_parts(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Unchecked: ``(mag(x), sigma_x(x), sigma_Omega(x))``, both scales floored as ``sqrt(s^2 + eps^2)``;
     ``sigma_Omega`` has shape ``(B, C, 1, 1)``."""
-    resid = -_filter(x, None, sigma_d, sigma_r, radius, window, residual=True)  # x - b(x)
-    # sigma_x(x) = b_x((x - b(x))^2)^(+1/2): guided bilateral of the squared residual, guide x
-    local_var = _filter(resid.square(), x, sigma_d, sigma_r, radius, window, residual=False)
+    # x - b(x), and sigma_x(x) = b_x((x - b(x))^2)^(+1/2): guided bilateral of the squared residual, guide x
+    resid = -bilateral_mean(x, sigma_d, sigma_r, radius=radius, window=window, residual=True, check_finite=False)
+    local_var = bilateral_mean(resid.square(), sigma_d, sigma_r, guide=x,
+                               radius=radius, window=window, check_finite=False)
     if global_scale == "std":
         global_var = x.var(dim=(2, 3), unbiased=False, keepdim=True)
     else:  # "residual_rms", the authors' code
@@ -392,8 +143,8 @@ def magnify(
         \mathrm{mag}(x) = \frac{x - b(x)}{\beta\, \sigma_x(x) + (1 - \beta)\, \sigma_\Omega(x)},
         \qquad \sigma_x(x) = b_x\big((x - b(x))^2\big)^{+1/2}
 
-    ``b`` is :func:`bilateral` (the local mean ``mu_x``), ``b_x`` the bilateral filter *guided by x*
-    (range kernel on ``x``, applied to the squared residual), both with one photometric weight per
+    ``b`` is :func:`~smoothlab.filters.bilateral` (the local mean ``mu_x``), ``b_x`` the bilateral filter
+    *guided by x* (range kernel on ``x``, applied to the squared residual), both with one photometric weight per
     pixel pair from the Euclidean distance over all channels and applied to each channel.
     **The paper prints the exponent -1/2 for sigma_x; it must be +1/2** -- a local standard deviation
     in the denominator of a local normalisation, as the authors' code computes it.
@@ -405,7 +156,7 @@ def magnify(
     beta
         In ``[0, 1]``: weight of the local scale ``sigma_x`` against the global one (Fig. 1: 0.8).
     sigma_d, sigma_r, radius, window
-        Of both bilateral filters (see :func:`bilateral`). Defaults: the authors' kernels (domain
+        Of both bilateral filters (see :func:`~smoothlab.filters.bilateral`). Defaults: the authors' kernels (domain
         sigma 3 px, range sigma 0.2 on ``[0, 1]``) with radius ``ceil(3 sigma_d) = 9``; the paper's
         Fig. 1 values (read as 5 px and 5/255) are :data:`MAGNIFY_PAPER`, the authors' full setting
         (radius 7, residual RMS) :data:`MAGNIFY_AUTHORS_CODE` -- see the module docstring.
@@ -541,37 +292,167 @@ def visibility(
     -------
     torch.Tensor
         ``(B,)``, same dtype and device as ``x_o``.
+
+    Notes
+    -----
+    ``visibility(x_o, x_a, **options)`` is ``Magnifier(x_o, **options).visibility(x_a)``: build the
+    :class:`Magnifier` once to score several perturbed versions of the same originals.
     """
-    check_images(x_o.detach() if isinstance(x_o, torch.Tensor) else x_o, "x_o")
-    check_images(x_a.detach() if isinstance(x_a, torch.Tensor) else x_a, "x_a")
-    if x_a.shape != x_o.shape:
-        raise ValueError(f"x_a must have the shape of x_o {tuple(x_o.shape)}, got {tuple(x_a.shape)}")
-    if x_a.device != x_o.device or x_a.dtype != x_o.dtype:
-        raise TypeError(
-            f"x_a must have the dtype/device of x_o ({x_o.dtype}, {x_o.device}), "
-            f"got ({x_a.dtype}, {x_a.device})"
-        )
-    opts = _visibility_options(mag_options)
-    # two separate calls (not one concatenated batch): identical images give bit-identical mags
-    return _visibility_of_parts(_magnify_parts(x_o, *opts), _magnify_parts(x_a, *opts)[0], flat_weighting)
-
-
-def _visibility_options(mag_options: dict[str, Any]) -> tuple[float, float, float, int, str, str, float]:
-    """The checked magnification options of :func:`visibility`, positional for :func:`_magnify_parts`."""
     unknown = sorted(set(mag_options) - set(_MAGNIFY_DEFAULTS))
     if unknown:
         raise TypeError(f"unexpected magnify option(s) {unknown}; expected some of {list(_MAGNIFY_DEFAULTS)}")
-    o: dict[str, Any] = dict(_MAGNIFY_DEFAULTS)
-    o.update(mag_options)
-    return _check_mag_options(o["beta"], o["sigma_d"], o["sigma_r"], o["radius"], o["window"], o["global_scale"], o["eps"])
+    return Magnifier(x_o, **mag_options).visibility(x_a, flat_weighting=flat_weighting)
+
+
+#: The names of :class:`Magnifier`'s checked options, in the order of :func:`_magnify_parts`.
+_OPTION_NAMES = ("beta", "sigma_d", "sigma_r", "radius", "window", "global_scale", "eps")
+
+
+class Magnifier:
+    r"""The adversarial magnification of a batch of originals, computed once (appendix A, eq. 22).
+
+    Holds ``mag(x_o)`` and both scales of eq. (22), ``sigma_x(x_o)`` and ``sigma_Omega(x_o)``: all that
+    :func:`visibility` needs of the originals. :meth:`visibility` then magnifies only the perturbed
+    images, so the originals are magnified once for any number of attacks and budgets. Each part of
+    an image depends on that image alone, so a magnifier can be indexed (:meth:`select`) and joined
+    (:meth:`cat`) without computing anything again (the ``visibility_cache`` of
+    :func:`smoothlab.records.records_from_result`). Results are bit-identical to :func:`magnify`
+    and :func:`visibility` with the same options (which :func:`visibility` is: one code path).
+
+    Parameters
+    ----------
+    x_o
+        Original images ``(B, C, H, W)`` in ``[0, 1]``.
+    beta, sigma_d, sigma_r, radius, window, global_scale, eps
+        The options of :func:`magnify` (same defaults).
+
+    Attributes
+    ----------
+    x_o : torch.Tensor
+        The originals, as given.
+    mag : torch.Tensor
+        ``mag(x_o)``, ``(B, C, H, W)``.
+    sigma_x, sigma_omega : torch.Tensor
+        The local scale ``(B, C, H, W)`` and the global scale ``(B, C, 1, 1)`` of ``x_o``, both floored
+        as ``sqrt(s^2 + eps^2)``.
+    options : dict
+        The checked options (``radius`` resolved).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from smoothlab.magnification import Magnifier, magnify, visibility
+    >>> g = torch.Generator().manual_seed(0)
+    >>> x_o = torch.rand(3, 1, 16, 16, generator=g)
+    >>> x_a = (x_o + 0.05 * torch.randn(x_o.shape, generator=g)).clamp(0, 1)
+    >>> m = Magnifier(x_o, sigma_d=2.0)
+    >>> torch.equal(m.visibility(x_a), visibility(x_o, x_a, sigma_d=2.0))
+    True
+    >>> torch.equal(m.mag, magnify(x_o, sigma_d=2.0)), torch.equal(m.magnify(x_a), magnify(x_a, sigma_d=2.0))
+    (True, True)
+    >>> two = Magnifier.cat([m.select(2), m.select(0)])        # originals 2 and 0, nothing recomputed
+    >>> torch.equal(two.visibility(x_a[[2, 0]]), visibility(x_o[[2, 0]], x_a[[2, 0]], sigma_d=2.0))
+    True
+    """
+
+    x_o: torch.Tensor
+    mag: torch.Tensor
+    sigma_x: torch.Tensor
+    sigma_omega: torch.Tensor
+
+    def __init__(
+        self,
+        x_o: torch.Tensor,
+        *,
+        beta: float = 0.8,
+        sigma_d: float = 3.0,
+        sigma_r: float = 0.2,
+        radius: int | None = None,
+        window: str = "square",
+        global_scale: str = "std",
+        eps: float = 1e-6,
+    ) -> None:
+        check_images(x_o.detach() if isinstance(x_o, torch.Tensor) else x_o, "x_o")
+        opts = _check_mag_options(beta, sigma_d, sigma_r, radius, window, global_scale, eps)
+        self._set(x_o, opts, _magnify_parts(x_o, *opts))
+
+    def _set(self, x_o: torch.Tensor, opts: tuple[Any, ...], parts: tuple[torch.Tensor, ...]) -> None:
+        self.x_o, self._opts = x_o, opts
+        self.mag, self.sigma_x, self.sigma_omega = parts
+
+    @classmethod
+    def _of_parts(cls, x_o: torch.Tensor, opts: tuple[Any, ...], parts: tuple[torch.Tensor, ...]) -> Magnifier:
+        new = cls.__new__(cls)
+        new._set(x_o, opts, parts)
+        return new
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The checked magnification options, ``radius`` resolved (keyword arguments of :func:`magnify`)."""
+        return dict(zip(_OPTION_NAMES, self._opts))
+
+    def __len__(self) -> int:
+        return int(self.x_o.shape[0])
+
+    def __repr__(self) -> str:
+        from smoothlab._repr import one_line
+
+        return one_line("Magnifier", {"x_o": self.x_o, **self.options})
+
+    def magnify(self, x: torch.Tensor) -> torch.Tensor:
+        """``mag(x)`` (eq. 22) with this magnifier's options: :func:`magnify` ``(x, **self.options)``."""
+        check_images(x.detach() if isinstance(x, torch.Tensor) else x, "x")
+        return _magnify_parts(x, *self._opts)[0]
+
+    def visibility(self, x_a: torch.Tensor, *, flat_weighting: bool = True) -> torch.Tensor:
+        """:func:`visibility` ``(x_o, x_a, flat_weighting=..., **self.options)``, ``(B,)``; only ``x_a`` is magnified.
+
+        ``x_a`` must have the shape, dtype and device of :attr:`x_o` (image ``i`` of ``x_a`` is a
+        perturbed version of image ``i`` of ``x_o``).
+        """
+        check_images(x_a.detach() if isinstance(x_a, torch.Tensor) else x_a, "x_a")
+        x_o = self.x_o
+        if x_a.shape != x_o.shape:
+            raise ValueError(f"x_a must have the shape of x_o {tuple(x_o.shape)}, got {tuple(x_a.shape)}")
+        if x_a.device != x_o.device or x_a.dtype != x_o.dtype:
+            raise TypeError(
+                f"x_a must have the dtype/device of x_o ({x_o.dtype}, {x_o.device}), "
+                f"got ({x_a.dtype}, {x_a.device})"
+            )
+        # x_a magnified in a call of its own (not concatenated with x_o): identical images, identical mags
+        parts_o = (self.mag, self.sigma_x, self.sigma_omega)
+        return _visibility_of_parts(parts_o, _magnify_parts(x_a, *self._opts)[0], flat_weighting)
+
+    def select(self, index: int | slice | Sequence[int] | torch.Tensor) -> Magnifier:
+        """The magnifier of some of the originals (an ``int`` gives a batch of one), nothing recomputed."""
+        if isinstance(index, bool) or not isinstance(index, (int, slice, Sequence, torch.Tensor)):
+            raise TypeError(f"index must be an int, a slice, a sequence of ints or a tensor, got {type(index).__name__}")
+        if isinstance(index, int):
+            if not -len(self) <= index < len(self):
+                raise IndexError(f"index must be in [-{len(self)}, {len(self)}), got {index}")
+            index = slice(index, index + 1 or None)
+        parts = (self.mag[index], self.sigma_x[index], self.sigma_omega[index])
+        return Magnifier._of_parts(self.x_o[index], self._opts, parts)
+
+    @classmethod
+    def cat(cls, magnifiers: Sequence[Magnifier]) -> Magnifier:
+        """One magnifier of the originals of several (same options, dtype and device), in order."""
+        items = list(magnifiers) if isinstance(magnifiers, Sequence) else []
+        if not items or not all(isinstance(m, Magnifier) for m in items):
+            raise TypeError(f"magnifiers must be a non-empty sequence of Magnifier, got {magnifiers!r:.80}")
+        if any(m._opts != items[0]._opts for m in items):
+            raise ValueError(f"magnifiers must share their options, got {[m.options for m in items]}")
+        kinds = {(m.x_o.dtype, m.x_o.device) for m in items}
+        if len(kinds) > 1:
+            raise TypeError(f"magnifiers must share one dtype and device, got {sorted(map(str, kinds))}")
+        parts = tuple(torch.cat([getattr(m, a) for m in items]) for a in ("mag", "sigma_x", "sigma_omega"))
+        return cls._of_parts(torch.cat([m.x_o for m in items]), items[0]._opts, parts)
 
 
 def _visibility_of_parts(
     parts_o: tuple[torch.Tensor, torch.Tensor, torch.Tensor], mag_a: torch.Tensor, flat_weighting: bool
 ) -> torch.Tensor:
-    """:func:`visibility` from ``_magnify_parts(x_o)`` and ``mag(x_a)`` (unchecked). The parts of an
-    original depend on that image alone, so they may be computed once and reused for every
-    adversarial image of it (``smoothlab.metrics.records_from_result(visibility_cache=...)``)."""
+    """:func:`visibility` from the parts of ``x_o`` (:func:`_magnify_parts`) and ``mag(x_a)`` (unchecked)."""
     mag_o, local_o, global_o = parts_o
     diff2 = (mag_a - mag_o).square()
     if flat_weighting:

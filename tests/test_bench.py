@@ -35,7 +35,8 @@ from smoothlab.bench import (  # noqa: E402
     unregister_model,
 )
 from smoothlab.bench import storage  # noqa: E402
-from smoothlab.metrics import RECORD_COLUMNS, summary  # noqa: E402
+from smoothlab.metrics import summary  # noqa: E402
+from smoothlab.records import RECORD_COLUMNS  # noqa: E402
 
 DETERMINISTIC = [c for c in RECORD_COLUMNS if c != "seconds"]  # wall time differs between runs
 

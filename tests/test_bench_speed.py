@@ -128,7 +128,7 @@ def test_visibility_cache_refuses_another_image_under_a_known_id() -> None:
     import torch
 
     from smoothlab.attacks import AttackResult
-    from smoothlab.metrics import records_from_result
+    from smoothlab.records import records_from_result
 
     x = torch.rand(2, 1, 12, 12, generator=torch.Generator().manual_seed(0))
     xa = (x + 0.1).clamp(0, 1)

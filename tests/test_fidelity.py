@@ -20,7 +20,8 @@ from smoothlab.bench import (
     default_attacks,
 )
 from smoothlab.bench.spec import SPEC_VERSION
-from smoothlab.metrics import records_from_result, summary, validate_records
+from smoothlab.metrics import summary
+from smoothlab.records import records_from_result, validate_records
 from smoothlab.similarity import ssim
 from smoothlab.smoothing import SmoothingSpec
 

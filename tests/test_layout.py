@@ -115,7 +115,8 @@ print(",".join(during))
 
 @pytest.mark.parametrize("imports", [pytest.param("", id="smoothlab"), pytest.param(
     "import smoothlab.attacks, smoothlab.bench, smoothlab.bench.storage, smoothlab.data, smoothlab.models, "
-    "smoothlab.metrics, smoothlab.viz, smoothlab.graph, smoothlab.smoothing, smoothlab.magnification, smoothlab.cli",
+    "smoothlab.records, smoothlab.metrics, smoothlab.viz, smoothlab.graph, smoothlab.smoothing, smoothlab.filters, "
+    "smoothlab.magnification, smoothlab.cli",
     id="every-subpackage")])
 def test_import_changes_no_process_wide_state(imports: str) -> None:
     """No umask, torch threads / dtype / seed, warnings filters, cwd or environment change, and no

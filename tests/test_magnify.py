@@ -1,4 +1,5 @@
-"""Tests of smoothlab.magnification (appendix A, eq. 22) and the bilateral defence (sec. 5.4)."""
+"""Tests of smoothlab.filters (the bilateral filter), smoothlab.magnification (appendix A, eq. 22) and the
+bilateral defence (sec. 5.4)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from smoothlab.magnification import (
-    MAGNIFY_AUTHORS_CODE,
-    MAGNIFY_PAPER,
-    bilateral,
-    magnify,
-    to_display,
-    visibility,
-)
+from smoothlab.filters import bilateral, bilateral_mean
+from smoothlab.magnification import MAGNIFY_AUTHORS_CODE, MAGNIFY_PAPER, Magnifier, magnify, to_display, visibility
 from smoothlab.models import BilateralDefence
 
 # ------------------------------------------------------------------------------------------------
@@ -131,14 +126,32 @@ def test_matches_brute_force_guided_and_border(window: str) -> None:
             np.testing.assert_allclose(ours[i].numpy(), ref, rtol=0, atol=1e-12)
 
 
+def test_bilateral_mean_matches_brute_force_and_makes_the_filter() -> None:
+    # a signal v averaged with the weights of another image g (sigma_x^2 of eq. 22 is one such mean)
+    gen = torch.Generator().manual_seed(12)
+    v = torch.rand(2, 2, 6, 5, generator=gen, dtype=torch.float64)
+    g = torch.rand(2, 3, 6, 5, generator=gen, dtype=torch.float64)
+    ours = bilateral_mean(v, 1.2, 0.3, guide=g, radius=3)
+    for i in range(2):
+        ref = _brute_force(v[i].numpy(), g[i].numpy(), 1.2, 0.3, 3, False)
+        np.testing.assert_allclose(ours[i].numpy(), ref, rtol=0, atol=1e-12)
+    # residual=True averages v_q - v_p: the filter minus the signal, and bilateral is built on it
+    torch.testing.assert_close(bilateral_mean(v, 1.2, 0.3, guide=g, radius=3, residual=True), ours - v, rtol=0, atol=1e-12)
+    assert torch.equal(bilateral(v, 1.2, 0.3, guide=g), v + bilateral_mean(v, 1.2, 0.3, guide=g, residual=True))
+    with pytest.raises(ValueError, match="match v"):
+        bilateral_mean(v, guide=g[:, :, :4])
+    with pytest.raises(ValueError, match="finite"):
+        bilateral_mean(torch.full((1, 1, 3, 3), float("nan")))
+
+
 def test_batch_chunks_give_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
-    import smoothlab.magnification as mag_module
+    import smoothlab.filters as filters_module
 
     gen = torch.Generator().manual_seed(8)
     x = torch.rand(5, 2, 6, 7, generator=gen, dtype=torch.float64)
     g = torch.rand(5, 3, 6, 7, generator=gen, dtype=torch.float64)
     whole = [bilateral(x, 1.0, 0.3), bilateral(x, 1.0, 0.3, guide=g), magnify(x, radius=3)]
-    monkeypatch.setattr(mag_module, "_CHUNK_ELEMENTS", 2 * 6 * 7 * 2)  # chunks of 2 images
+    monkeypatch.setattr(filters_module, "_CHUNK_ELEMENTS", 2 * 6 * 7 * 2)  # chunks of 2 images
     chunked = [bilateral(x, 1.0, 0.3), bilateral(x, 1.0, 0.3, guide=g), magnify(x, radius=3)]
     for a, b in zip(whole, chunked):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-14)
@@ -322,6 +335,50 @@ def test_visibility_options_are_forwarded() -> None:
     assert v1 > 0 and v2 > 0 and abs(v1 - v2) > 1e-3
     with pytest.raises(TypeError, match="lam"):
         visibility(x_o, x_a, lam=3.0)
+
+
+@pytest.mark.parametrize("options", [{}, dict(MAGNIFY_AUTHORS_CODE), {"beta": 0.5, "window": "disk", "sigma_d": 1.5}],
+                         ids=["default", "authors-code", "disk"])
+def test_magnifier_is_bit_identical_to_magnify_and_visibility(options: dict) -> None:
+    gen = torch.Generator().manual_seed(9)
+    x_o = torch.rand(4, 3, 14, 12, generator=gen)
+    x_a = (x_o + 0.05 * torch.randn(x_o.shape, generator=gen)).clamp(0, 1)
+    m = Magnifier(x_o, **options)
+    assert len(m) == 4 and m.options["radius"] == (options.get("radius") or math.ceil(3 * options.get("sigma_d", 3.0)))
+    assert torch.equal(m.mag, magnify(x_o, **options)) and torch.equal(m.magnify(x_a), magnify(x_a, **options))
+    for flat in (True, False):
+        assert torch.equal(m.visibility(x_a, flat_weighting=flat), visibility(x_o, x_a, flat_weighting=flat, **options))
+    # select / cat reuse the originals' parts: the same numbers as magnifying the chosen originals anew
+    order = [3, 0, 2]
+    joined = Magnifier.cat([m.select(i) for i in order])
+    assert torch.equal(joined.x_o, x_o[order]) and torch.equal(m.select(-1).x_o, x_o[3:])
+    torch.testing.assert_close(joined.visibility(x_a[order]), visibility(x_o[order], x_a[order], **options),
+                               rtol=0, atol=0)
+    assert torch.equal(m.select(slice(1, 3)).sigma_omega, m.sigma_omega[1:3])
+    assert "Magnifier(" in repr(m)
+
+
+def test_magnifier_bad_input() -> None:
+    x_o = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(10))
+    m = Magnifier(x_o)
+    with pytest.raises(ValueError, match="shape of x_o"):
+        m.visibility(x_o[:1])
+    with pytest.raises(TypeError, match="dtype/device of x_o"):
+        m.visibility(x_o.double())
+    with pytest.raises(ValueError, match="beta"):
+        Magnifier(x_o, beta=1.5)
+    with pytest.raises(ValueError, match="x_o"):
+        Magnifier(x_o + 2.0)  # not in [0, 1]
+    with pytest.raises(IndexError, match="index"):
+        m.select(2)
+    with pytest.raises(TypeError, match="index"):
+        m.select(True)
+    with pytest.raises(ValueError, match="options"):
+        Magnifier.cat([m, Magnifier(x_o, beta=0.5)])
+    with pytest.raises(TypeError, match="dtype and device"):
+        Magnifier.cat([m, Magnifier(x_o.double())])
+    with pytest.raises(TypeError, match="magnifiers"):
+        Magnifier.cat([])
 
 
 def test_to_display_uses_one_scale_for_the_set() -> None:

@@ -1,4 +1,5 @@
-"""Evaluation protocol of section 5.1 (eqs. 20-21) on small hand-computed cases."""
+"""Evaluation protocol of section 5.1 (eqs. 20-21) on small hand-computed cases: the records
+(:mod:`smoothlab.records`) and the statistics built on them (:mod:`smoothlab.metrics`)."""
 
 from __future__ import annotations
 
@@ -10,17 +11,15 @@ import pytest
 
 from smoothlab import metrics
 from smoothlab.metrics import (
-    RECORD_COLUMNS,
     format_summary,
     mean_distortion,
     operating_characteristic,
     operating_characteristics,
-    sort_records,
     success_probability,
     summary,
     union_over_budgets,
-    validate_records,
 )
+from smoothlab.records import RECORD_COLUMNS, records_from_result, sort_records, validate_records
 
 NAN = math.nan
 
@@ -286,7 +285,7 @@ def test_records_from_result_with_a_real_attack():
     y[0] = (y[0] + 1) % 3  # image 0 is misclassified
     eps = torch.tensor([0.05, 0.05, 0.05, 0.5, 0.5, 0.5])
     res = attacks.fgsm(model, x, y, eps=eps)
-    df = metrics.records_from_result(res, image_ids=np.arange(6) + 100, labels=y, budget=eps)
+    df = records_from_result(res, image_ids=np.arange(6) + 100, labels=y, budget=eps)
     assert list(df.columns) == list(RECORD_COLUMNS)
     assert df["attack"].tolist() == ["fgsm"] * 6
     np.testing.assert_array_equal(df["budget"].to_numpy(), eps.numpy().astype("float64"))
@@ -299,19 +298,19 @@ def test_records_from_result_with_a_real_attack():
     assert df["seconds"].sum() == pytest.approx(res.seconds)
     assert df["visibility"].isna().all()  # not computed without the originals
     with pytest.raises(ValueError, match="image_ids"):
-        metrics.records_from_result(res, image_ids=np.arange(5), labels=y)
+        records_from_result(res, image_ids=np.arange(5), labels=y)
     # with the originals: visibility(x_o, x_a) for the successes, NaN for the failures
     from smoothlab.magnification import visibility
 
     assert ok.any() and not ok.all()
-    dv = metrics.records_from_result(res, image_ids=np.arange(6), labels=y, budget=eps, x=x)
+    dv = records_from_result(res, image_ids=np.arange(6), labels=y, budget=eps, x=x)
     expected = visibility(x[ok], res.x_adv[ok]).double().numpy()
     np.testing.assert_allclose(dv["visibility"].to_numpy()[ok], expected, rtol=1e-6)
     assert (dv["visibility"].to_numpy()[ok] > 0).all() and dv["visibility"][~ok].isna().all()
-    opts = metrics.records_from_result(res, image_ids=np.arange(6), labels=y, x=x, visibility_options={"beta": 0.5})
+    opts = records_from_result(res, image_ids=np.arange(6), labels=y, x=x, visibility_options={"beta": 0.5})
     np.testing.assert_allclose(opts["visibility"].to_numpy()[ok], visibility(x[ok], res.x_adv[ok], beta=0.5).numpy(), rtol=1e-6)
     with pytest.raises(ValueError, match="shape"):
-        metrics.records_from_result(res, image_ids=np.arange(6), labels=y, x=x[:3])
+        records_from_result(res, image_ids=np.arange(6), labels=y, x=x[:3])
 
 
 # --------------------------------------------------------------------------- visibility

@@ -334,7 +334,8 @@ class _RunState:
 
     def result(self, *, mode: str, n_workers: int, dashboard: str | None) -> BenchResult:
         """Aggregate the records (eqs. 20-21); a complete run also writes its reports to ``out``."""
-        from smoothlab.metrics import operating_characteristics, sort_records, summary
+        from smoothlab.metrics import operating_characteristics, summary
+        from smoothlab.records import sort_records
 
         if not self.done:
             raise RuntimeError("no shard was computed")  # unreachable: max_shards >= 1

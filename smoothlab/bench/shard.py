@@ -257,13 +257,13 @@ def run_shard(spec: BenchSpec, shard_index: int, image_ids: Sequence[int]) -> pd
     Returns
     -------
     pandas.DataFrame
-        Per-image records (:data:`smoothlab.metrics.RECORD_COLUMNS`), ``attack`` = the
+        Per-image records (:data:`smoothlab.records.RECORD_COLUMNS`), ``attack`` = the
         attack's key, sorted by ``(attack, budget, image_id)``.
     """
     import torch
 
     from smoothlab.attacks import ATTACKS
-    from smoothlab.metrics import records_from_result, sort_records
+    from smoothlab.records import records_from_result, sort_records
 
     ids = np.asarray(image_ids, dtype=np.int64)
     if ids.ndim != 1 or ids.size == 0:

@@ -164,7 +164,7 @@ def read_shard(out: Path, spec: BenchSpec, index: int, image_ids: np.ndarray) ->
     """
     import pyarrow.parquet as pq
 
-    from smoothlab.metrics import validate_records
+    from smoothlab.records import validate_records
 
     path = shard_path(out, index)
     if not path.exists():

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from smoothlab._validation import check_choice, check_positive
-from smoothlab.magnification import BILATERAL_WINDOWS, bilateral, bilateral_radius
+from smoothlab.filters import BILATERAL_WINDOWS, bilateral, bilateral_radius
 
 __all__ = ["BilateralDefence"]
 

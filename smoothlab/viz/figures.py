@@ -283,7 +283,8 @@ def summary_table(data: pd.DataFrame, *, digits: int = 2, title: str | None = No
     go = _plotly()
     import pandas as pd
 
-    from smoothlab.metrics import ATTACK_LABELS, OPTIONAL_RECORD_COLUMNS, RECORD_COLUMNS, SUMMARY_COLUMNS, summary
+    from smoothlab.metrics import ATTACK_LABELS, SUMMARY_COLUMNS, summary
+    from smoothlab.records import OPTIONAL_RECORD_COLUMNS, RECORD_COLUMNS
 
     if not isinstance(data, pd.DataFrame):
         raise TypeError(f"data must be a records or summary DataFrame, got {type(data).__name__}")
