@@ -39,10 +39,8 @@ from smoothlab.magnification import MAGNIFY_PAPER, visibility
 from smoothlab.metrics import ATTACK_LABELS, records_from_result, summary
 from smoothlab.smoothing import SmoothingSpec
 
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+# the timing helpers of every benchmark (this folder is on sys.path when a script here runs)
+from _timing import sync
 
 
 def main() -> None:
