@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import time
 from typing import Any, Callable
 
 import torch
@@ -28,23 +27,8 @@ import torch
 from smoothlab.attacks import cw, fgsm, ifgsm, pgd2, scw, spgd2
 from smoothlab.smoothing import Smoother, SmoothingSpec
 
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fn: Callable[[], Any], device: torch.device, repeats: int) -> tuple[Any, float]:
-    """Run ``fn`` ``repeats`` times, return the last result and the median wall time."""
-    times, out = [], None
-    for _ in range(repeats):
-        sync(device)
-        t0 = time.perf_counter()
-        out = fn()
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    return out, times[len(times) // 2]
+# the timing helpers of every benchmark (this folder is on sys.path when a script here runs)
+from _timing import timed
 
 
 def main() -> None:
@@ -106,14 +90,7 @@ def main() -> None:
     print()
 
     # cost of smoothing in sC&W at the same iterations (no early abort)
-    setup = []
-    for _ in range(max(args.repeats, 3)):
-        sync(device)
-        t0 = time.perf_counter()
-        S = Smoother(x, alpha=0.95, lam=10.0, kernel="laplacian")
-        sync(device)
-        setup.append(time.perf_counter() - t0)
-    setup.sort()
+    S, setup = timed(lambda: Smoother(x, alpha=0.95, lam=10.0, kernel="laplacian"), device, max(args.repeats, 3))
     # alternate the runs so that a noisy (shared) machine slows all of them alike
     kw = dict(c=15.0, margin=1.0, lr=0.1, iterations=args.ratio_iterations, abort_early=False)
     variants = {
@@ -135,7 +112,7 @@ def main() -> None:
         ratio = "" if k == "C&W" else f"   ratio of medians {v / med['C&W']:.2f}"
         print(f"  {k:28s} {1e3 * v / len(y):8.2f} ms/image{ratio}")
     print(f"  per-run ratios (prebuilt)    {', '.join(f'{r:.2f}' for r in ratios)}")
-    print(f"  smoother set-up              {1e3 * setup[len(setup) // 2] / len(y):8.2f} ms/image (once per batch)")
+    print(f"  smoother set-up              {1e3 * setup / len(y):8.2f} ms/image (once per batch)")
 
 
 if __name__ == "__main__":

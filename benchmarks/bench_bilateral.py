@@ -16,9 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
-import time
-from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -26,17 +23,8 @@ import torch
 from smoothlab.filters import bilateral
 from smoothlab.magnification import magnify
 
-
-def _time(fn: Callable[[], object], repeats: int, sync: Callable[[], None] = lambda: None) -> float:
-    fn()  # warm-up
-    sync()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+# the timing helpers of every benchmark (this folder is on sys.path when a script here runs)
+from _timing import timeit
 
 
 def _image() -> np.ndarray:
@@ -86,43 +74,43 @@ def main() -> None:
         win = 2 * r + 1
         print(f"-- sigma_d={sd} sigma_r={sr} radius={r} ({win}x{win} window)")
         with torch.no_grad():
-            t = _time(lambda: bilateral(x, sd, sr, radius=r), args.repeats)
+            t = timeit(lambda: bilateral(x, sd, sr, radius=r), "cpu", args.repeats)
             print(f"smoothlab  cpu  square, batch 1        {t:8.4f}")
-            t = _time(lambda: bilateral(x, sd, sr, radius=r, window="disk"), args.repeats)
+            t = timeit(lambda: bilateral(x, sd, sr, radius=r, window="disk"), "cpu", args.repeats)
             print(f"smoothlab  cpu  disk,   batch 1        {t:8.4f}")
-            t = _time(lambda: bilateral(xb, sd, sr, radius=r), args.repeats) / args.batch
+            t = timeit(lambda: bilateral(xb, sd, sr, radius=r), "cpu", args.repeats) / args.batch
             print(f"smoothlab  cpu  square, batch {args.batch:<3d}      {t:8.4f}")
             if torch.cuda.is_available():
                 xg, xbg = x.cuda(), xb.cuda()
-                sync = torch.cuda.synchronize
-                t = _time(lambda: bilateral(xg, sd, sr, radius=r), args.repeats, sync)
+                t = timeit(lambda: bilateral(xg, sd, sr, radius=r), "cuda", args.repeats)
                 print(f"smoothlab  gpu  square, batch 1        {t:8.4f}")
-                t = _time(lambda: bilateral(xbg, sd, sr, radius=r), args.repeats, sync) / args.batch
+                t = timeit(lambda: bilateral(xbg, sd, sr, radius=r), "cuda", args.repeats) / args.batch
                 print(f"smoothlab  gpu  square, batch {args.batch:<3d}      {t:8.4f}")
         xr = x.clone().requires_grad_()
-        t = _time(lambda: bilateral(xr, sd, sr, radius=r).sum().backward(), args.repeats)
+        t = timeit(lambda: bilateral(xr, sd, sr, radius=r).sum().backward(), "cpu", args.repeats)
         print(f"smoothlab  cpu  forward+backward       {t:8.4f}")
         if skimage is not None:
             from skimage.restoration import denoise_bilateral
 
-            t = _time(
+            t = timeit(
                 lambda: denoise_bilateral(
                     img, win_size=win, sigma_color=sr / 3, sigma_spatial=sd, channel_axis=-1, mode="edge"
                 ),
+                "cpu",
                 args.repeats,
             )
             print(f"skimage    cpu  square (1 thread)      {t:8.4f}")
         if cv2 is not None:
-            t = _time(lambda: cv2.bilateralFilter(img, win, sr, sd), args.repeats)
+            t = timeit(lambda: cv2.bilateralFilter(img, win, sr, sd), "cpu", args.repeats)
             print(f"opencv     cpu  disk, L1 colour        {t:8.4f}")
 
     print("-- magnify (defaults: sigma_d=3, sigma_r=0.2, radius 9; two bilateral passes)")
     with torch.no_grad():
-        t = _time(lambda: magnify(x), args.repeats)
+        t = timeit(lambda: magnify(x), "cpu", args.repeats)
         print(f"smoothlab  cpu  magnify, batch 1       {t:8.4f}")
         if torch.cuda.is_available():
             xg = x.cuda()
-            t = _time(lambda: magnify(xg), args.repeats, torch.cuda.synchronize)
+            t = timeit(lambda: magnify(xg), "cuda", args.repeats)
             print(f"smoothlab  gpu  magnify, batch 1       {t:8.4f}")
 
 

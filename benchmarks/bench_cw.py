@@ -23,18 +23,19 @@ import argparse
 import os
 import platform
 import sys
-import time
 import types
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 
 from smoothlab.attacks import cw, scw
 from smoothlab.data import mnist
 from smoothlab.models import c4, predict
 from smoothlab.smoothing import SmoothingSpec
+
+# the timing helpers of every benchmark (this folder is on sys.path when a script here runs)
+from _timing import timed_rounds
 
 
 def stats(x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor, model: torch.nn.Module) -> tuple[float, float]:
@@ -60,18 +61,6 @@ def adv_lib_cw() -> Callable[..., torch.Tensor] | None:
     from adv_lib.attacks.carlini_wagner.l2 import carlini_wagner_l2
 
     return carlini_wagner_l2
-
-
-def timed(runs: dict[str, Callable[[], torch.Tensor]], repeats: int) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
-    """Median seconds of each run over ``repeats`` alternating rounds, and each run's output."""
-    times: dict[str, list[float]] = {k: [] for k in runs}
-    outputs: dict[str, torch.Tensor] = {}
-    for _ in range(repeats):
-        for name, fn in runs.items():
-            t0 = time.perf_counter()
-            outputs[name] = fn()
-            times[name].append(time.perf_counter() - t0)
-    return {k: float(np.median(v)) for k, v in times.items()}, outputs
 
 
 def table(runs: dict[str, float], outputs: dict[str, torch.Tensor], base: str, x, y, model, n: int) -> None:
@@ -127,7 +116,7 @@ def ratio(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, n: int, repe
         runs[f"C&W, torchattacks {torchattacks.__version__}"] = lambda: ta(x, y)
     except ImportError:
         pass
-    t, out = timed(runs, repeats)
+    t, out = timed_rounds(runs, repeats)
     print(f"sC&W / C&W: 100 iterations, c = 15, margin 1, lr 0.1, no early abort; median of {repeats} alternating runs\n")
     table(t, out, "C&W", x, y, model, n)
 
@@ -147,7 +136,7 @@ def against_adv_lib(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, n:
                 max_iterations=200, abort_early=True
             ),
         }
-        t2, out2 = timed(runs2, repeats)
+        t2, out2 = timed_rounds(runs2, repeats)
         print(
             f"\nagainst adv-lib: 5 search steps x 200 iterations, c0 = 1, margin 0, early abort; "
             f"median of {repeats} alternating runs\n"

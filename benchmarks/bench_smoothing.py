@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import time
 import warnings
 
 import numpy as np
@@ -26,8 +25,8 @@ import torch
 
 from smoothlab.smoothing import Smoother, conjugate_gradient
 
-# the timing helpers of the GPU check (this folder is on sys.path when a script here runs)
-from gpu_check import copy_bandwidth, sync, timeit
+# the timing helpers of every benchmark (this folder is on sys.path when a script here runs)
+from _timing import copy_bandwidth, timed, timeit
 
 
 def mnist_images(batch: int) -> torch.Tensor:
@@ -95,10 +94,7 @@ def run(shape_name: str, x: torch.Tensor, alpha: float, solvers: list[str], repe
     print("|---|---:|---:|---|")
     cg_apply = None
     for solver in solvers:
-        t0 = time.perf_counter()
-        s = Smoother(x, alpha, solver, tol=1e-5, max_iter=5000)
-        sync(device)
-        setup = time.perf_counter() - t0
+        s, setup = timed(lambda: Smoother(x, alpha, solver, tol=1e-5, max_iter=5000), device, 1)
         t = timeit(lambda: s(z, check_finite=False), device, repeats)
         note = s.backend
         if solver == "cg":

@@ -40,10 +40,8 @@ from smoothlab.metrics import ATTACK_LABELS, summary
 from smoothlab.records import records_from_result
 from smoothlab.smoothing import SmoothingSpec
 
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+# the timing helpers of every benchmark (this folder is on sys.path when a script here runs)
+from _timing import sync
 
 
 def main() -> None:

@@ -42,8 +42,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
+
+# benchmarks/_timing.py: this folder on sys.path however the script is started (a test loads it by path)
+sys.path.insert(0, os.fspath(Path(__file__).resolve().parent))
+from _timing import copy_bandwidth, timed, timed_rounds, timeit  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,35 +98,6 @@ class Config:
             min_bench_seconds=120.0,
             dry_run=True,
         )
-
-
-# ---------------------------------------------------------------------------- timing helpers
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timeit(fn: Callable[[], Any], device: torch.device, repeats: int) -> float:
-    """Median seconds of ``fn`` over ``repeats`` runs after one warm-up, synchronised."""
-    fn()
-    sync(device)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
-
-
-def copy_bandwidth(device: torch.device, repeats: int, mib: int = 1024) -> float:
-    """Bytes per second of a device-to-device tensor copy (read + write counted)."""
-    if device.type == "cpu":
-        mib = min(mib, 64)
-    src = torch.rand(mib * 2**20 // 4, device=device)
-    dst = torch.empty_like(src)
-    t = timeit(lambda: dst.copy_(src), device, repeats)
-    return 2 * src.numel() * src.element_size() / t
 
 
 class Report:
@@ -337,11 +311,9 @@ def solver_applies(rep: Report, cfg: Config) -> None:
             try:
                 with warnings.catch_warnings(record=True):
                     warnings.simplefilter("always")
-                    sync(dev)
-                    t0 = time.perf_counter()
-                    S = Smoother(x, 0.997 if shape[1] == 3 else 0.95, solver, tol=1e-5, max_iter=5000)
-                    sync(dev)
-                    setup = time.perf_counter() - t0
+                    S, setup = timed(
+                        lambda: Smoother(x, 0.997 if shape[1] == 3 else 0.95, solver, tol=1e-5, max_iter=5000), dev, 1
+                    )
             except ValueError as exc:  # a solver refusing this size says so
                 rows.append([name, solver, "n/a", "n/a", str(exc).split(";")[0][:80]])
                 continue
@@ -438,19 +410,10 @@ def attacks_224(rep: Report, cfg: Config) -> None:
     rows = []
     for label, model in (("float32", net), ("bf16 autocast", Autocast(net, dev.type))):
         runs = {"C&W": lambda m=model: cw(m, x, y, **kw_cw), "sC&W": lambda m=model: scw(m, x, y, **kw_scw)}
-        times: dict[str, list[float]] = {k: [] for k in runs}
-        res: dict[str, Any] = {}
-        for k, fn in runs.items():  # warm-up (cuDNN autotuning, allocator)
+        for fn in runs.values():  # warm-up (cuDNN autotuning, allocator)
             if not cfg.dry_run:
                 fn()
-        for _ in range(cfg.attack_repeats):
-            for k, fn in runs.items():
-                sync(dev)
-                t0 = time.perf_counter()
-                res[k] = fn()
-                sync(dev)
-                times[k].append(time.perf_counter() - t0)
-        t = {k: float(np.median(v)) for k, v in times.items()}
+        t, res = timed_rounds(runs, cfg.attack_repeats, dev)
         for k in runs:
             r = res[k]
             ok = r.success & (r.pred_clean == y)

@@ -177,7 +177,7 @@ def _add_how_options(how: argparse._ArgumentGroup) -> None:
     how.add_argument("--scheduler", metavar="ADDRESS", help="address of a running Dask scheduler (tcp://HOST:PORT)")
     how.add_argument("--connect-timeout", type=float, default=10.0, metavar="S", help="seconds to wait for --scheduler (default: 10)")
     how.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to run the attacks (default: auto)")
-    how.add_argument("--shard-size", type=int, metavar="N", help="images per shard/task (default: 100 digits or 20 photos; --quick: 10 or 2)")
+    how.add_argument("--shard-size", type=int, metavar="N", help="images per shard/task, a multiple of the batch size (default: 100 digits or 20 photos; --quick: 10 or 2)")
     how.add_argument("--batch-size", type=int, metavar="N", help="images per attack call (default: 50 digits or 5 photos; --quick: 10 or 2)")
     how.add_argument("--out", type=Path, default=Path("smoothlab-out"), help="output folder (default: ./smoothlab-out)")
     how.add_argument("--overwrite", action="store_true", help="discard the results already in --out (needed if they belong to another spec)")
@@ -232,6 +232,9 @@ def _specs_from_args(args: argparse.Namespace) -> list[tuple[str | None, object]
 
         default = int(fields.get("batch_size") or dataset_entry(args.dataset).batch_size)  # type: ignore[arg-type]
         fields["batch_size"] = next(d for d in range(min(default, args.shard_size), 0, -1) if args.shard_size % d == 0)
+        if fields["batch_size"] != default:  # records are the same whatever the shard size only at one batch size
+            print(f"note: batch size {fields['batch_size']} (instead of {default}), a divisor of --shard-size "
+                  f"{args.shard_size}; give --batch-size to keep the records of another shard size", file=sys.stderr)
     specs = []
     for target in targets:
         spec = BenchSpec(**fields, target_model=target)  # type: ignore[arg-type]

@@ -1,11 +1,14 @@
-"""The speed work of issue 10 leaves the main job's records bit-identical.
+"""The speed work of issue 10 leaves the main job's records unchanged.
 
 - Against a golden file: ``tests/data/bench_golden_issue10.parquet`` holds the records of a small
   Table 1 spec (:func:`golden_spec`: the six attacks with the paper's MNIST parameters and budget
-  grids written out here, 6 digits in 2 batches) computed by the code *before* the speed work
+  grids written out here, 4 digits in 2 batches) computed by the code *before* the speed work
   (commit 4b491ab), with the smoothers of sPGD2 and sC&W pinned to ``solver="direct"`` (the solver
-  the default picked then). Regenerate it only when an attack's numerics change on purpose, from a
-  checkout of the code whose records are the reference::
+  the default picked then). Every discrete column must be identical; the floats (distortion,
+  visibility, SSIM) within :data:`GOLDEN_RTOL` / :data:`GOLDEN_ATOL`, because the file was written
+  on one CPU and float32 reductions round differently on another (see
+  :func:`test_records_match_the_code_before_the_speed_work`). Regenerate it only when an attack's
+  numerics change on purpose, from a checkout of the code whose records are the reference::
 
       git worktree add /tmp/ref <commit>
       PYTHONPATH=/tmp/ref python tests/test_bench_speed.py --write
@@ -14,9 +17,10 @@
   the golden comparison runs with it switched off, and :func:`test_fast_cpu_layout_keeps_the_table`
   checks that with it on every success and prediction is the same, every distortion within
   :data:`DISTORTION_ATOL`, and the Table 1 summary identical to two decimals.
-- Within the current code: the shortcuts of ``run_shard`` (a smoother shared per batch and
-  spec, each original's magnification computed once) switched on and off give the same records,
-  for the default smoothing (``solver="auto"``: ``block`` on the CPU) as well.
+- Within the current code, both sides computed in the same run on the same machine, bit for bit:
+  the shortcuts of ``run_shard`` (a smoother shared per batch and spec, each original's
+  magnification computed once) switched on and off give the same records, for the default
+  smoothing (``solver="auto"``: ``block`` on the CPU) as well.
 """
 
 from __future__ import annotations
@@ -46,6 +50,17 @@ COMPARED = [
     "image_id", "attack", "budget", "label", "pred_clean", "pred_adv", "correct", "success", "distortion",
     "visibility", "ssim", "forward_passes", "backward_passes",
 ]
+#: The measured columns: float32 computations stored as float64. Against the golden file (written on
+#: another CPU) they are compared within a tolerance, everything else exactly.
+MEASURED = ("distortion", "visibility", "ssim")
+#: Relative tolerance against the golden file: about 8 float32 ulps (the ulp is 6e-8 to 1.2e-7 relative).
+#: Measured on two 2-core x86-64 VMs with AVX-512 (the one of issue 20; an Intel Xeon, 2026-12-06):
+#: 6-28 values per column differ by one or two rounding steps, 1.5e-7 relative at most.
+GOLDEN_RTOL = 1e-6
+#: Absolute tolerance: 8 float32 ulps at 1.0, for values near 0 (visibility and SSIM are ratios of
+#: float32 sums of order 1; distortions of 2-7 are covered by the relative tolerance: 4.8e-7 absolute
+#: is one ulp of a distortion between 4 and 8).
+GOLDEN_ATOL = 1e-6
 
 
 def golden_spec(solver: str | None = "direct"):
@@ -72,10 +87,19 @@ def records(spec) -> pd.DataFrame:
     return run_shard(spec, 0, IMAGES).reset_index(drop=True)
 
 
-def assert_same_records(new: pd.DataFrame, ref: pd.DataFrame, what: str) -> None:
+def assert_same_records(new: pd.DataFrame, ref: pd.DataFrame, what: str, rtol: float = 0.0, atol: float = 0.0) -> None:
+    """Every column of :data:`COMPARED` identical, the :data:`MEASURED` ones within ``rtol``/``atol``
+    (bit for bit with the default 0; NaN where both are NaN)."""
     assert len(new) == len(ref) == len(IMAGES) * sum(max(1, len(b)) for _, b in _PARAMS.values())
     for col in COMPARED:
         a, b = new[col].to_numpy(), ref[col].to_numpy()
+        if col in MEASURED and (rtol or atol):
+            assert np.array_equal(np.isnan(a), np.isnan(b)), f"{what}: column {col!r} has NaN in other rows"
+            close = np.isclose(a, b, rtol=rtol, atol=atol, equal_nan=True)
+            worst = np.nanmax(np.abs(a - b)) if len(a) else 0.0
+            assert close.all(), f"{what}: column {col!r} differs beyond rtol={rtol}, atol={atol} in " \
+                f"{int(np.sum(~close))} rows (largest difference {worst:.3g})"
+            continue
         if a.dtype.kind == "f":
             same = np.array_equal(a, b, equal_nan=True)  # bit for bit, NaN where both are NaN
         else:
@@ -85,11 +109,24 @@ def assert_same_records(new: pd.DataFrame, ref: pd.DataFrame, what: str) -> None
 
 @pytest.mark.slow
 @pytest.mark.skipif(not GOLDEN.is_file(), reason="golden records not generated")
-def test_records_are_bit_identical_to_the_code_before_the_speed_work(monkeypatch) -> None:
+def test_records_match_the_code_before_the_speed_work(monkeypatch) -> None:
+    """Same records as the golden file: discrete columns (success, predictions, pass counts, ...)
+    identical, the measured floats within :data:`GOLDEN_RTOL` / :data:`GOLDEN_ATOL`.
+
+    Why a tolerance: the file was computed on this project's development VM (an AMD EPYC, see
+    ``benchmarks/README.md``); on two other x86-64 VMs with AVX-512 the float32 kernels sum in another
+    order, and 6-28 values per measured column differed by one or two float32 rounding steps (at most 4.8e-7 absolute,
+    1.5e-7 relative), every discrete column identical. Iterations can amplify a rounding
+    difference inside an attack (C4's faster CPU layout moves distortions by up to 0.053,
+    :data:`DISTORTION_ATOL`), so the tolerance is kept at a few ulps: a code change that alters an
+    attack's numerics still fails here. Comparisons within one run stay bit for bit (the other
+    tests of this file, and those of workers, resume and shard size in ``tests/test_bench.py``).
+    """
     from smoothlab.models import C4
 
     monkeypatch.setattr(C4, "fast_cpu", False)
-    assert_same_records(records(golden_spec()), pd.read_parquet(GOLDEN), f"records vs {GOLDEN.name}")
+    assert_same_records(records(golden_spec()), pd.read_parquet(GOLDEN), f"records vs {GOLDEN.name}",
+                        rtol=GOLDEN_RTOL, atol=GOLDEN_ATOL)
 
 
 @pytest.mark.slow

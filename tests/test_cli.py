@@ -255,3 +255,21 @@ def test_ctrl_c_exits_130_keeps_finished_shards_and_the_rerun_resumes(workers, t
         p = shards / name
         assert p.read_bytes() == data and p.stat().st_mtime_ns == mtime
     assert pd.read_parquet(out / "records.parquet")["image_id"].tolist() == list(range(12))
+
+
+def test_shard_size_alone_says_which_batch_size_it_picks(capsys):
+    """Records are bit-identical across shard sizes at one batch size (README, "Scaling out"): where
+    --shard-size alone changes the batch size, the command says so."""
+    from smoothlab.cli import _specs_from_args, build_parser
+
+    def spec(*opts):
+        (_, s), = _specs_from_args(build_parser().parse_args(["bench", "--quick", "--attacks", "fgsm", *opts]))
+        return s, capsys.readouterr().err
+
+    s, err = spec("--shard-size", "20")
+    assert (s.batch_size, s.shard_size, err) == (10, 20, "")
+    s, err = spec("--shard-size", "15")
+    assert (s.batch_size, s.shard_size) == (5, 15)
+    assert "note: batch size 5 (instead of 10), a divisor of --shard-size 15; give --batch-size" in err
+    s, err = spec("--shard-size", "15", "--batch-size", "3")
+    assert (s.batch_size, err) == (3, "")

@@ -79,3 +79,63 @@ def test_fused_cg_iteration_is_the_library_iteration() -> None:
         state = step(*state, wh, wv)
     ref, _ = conjugate_gradient(lambda v, out=None: S.graph.matvec(v, shift=1.0, scale=-0.9, out=out), z, tol=0.0, max_iter=7)
     torch.testing.assert_close(state[0], ref, rtol=1e-10, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- benchmarks/_timing.py (issue 20)
+
+
+def load_timing():
+    spec = importlib.util.spec_from_file_location("_timing", SCRIPT.parent / "_timing.py")
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_timing_helpers_run_what_they_time() -> None:
+    """One warm-up for ``timeit``, none for ``timed`` (its last result back), alternating rounds."""
+    timing = load_timing()
+    calls: list[str] = []
+
+    def run(tag: str):
+        return lambda: calls.append(tag) or len(calls)
+
+    assert timing.timeit(run("a"), "cpu", 3) >= 0.0 and calls == ["a"] * 4
+    calls.clear()
+    out, seconds = timing.timed(run("b"), None, 2)
+    assert out == 2 and seconds >= 0.0 and calls == ["b", "b"]
+    calls.clear()
+    medians, outputs = timing.timed_rounds({"x": run("x"), "y": run("y")}, 2)
+    assert calls == ["x", "y", "x", "y"] and outputs == {"x": 3, "y": 4} and set(medians) == {"x", "y"}
+    assert timing.copy_bandwidth("cpu", 1, mib=1) > 0
+    for fn in (timing.timeit, timing.timed):
+        with pytest.raises(ValueError, match="repeats must be >= 1, got 0"):
+            fn(run("c"), "cpu", 0)
+
+
+def test_benchmarks_share_one_timing_helper() -> None:
+    """No benchmark defines its own sync/timeit/timed: they import them from ``_timing``."""
+    import ast
+
+    own = {"sync", "timeit", "timed", "timed_rounds", "_time", "copy_bandwidth"}
+    users = set()
+    for path in sorted(SCRIPT.parent.glob("*.py")):
+        if path.name == "_timing.py":
+            continue
+        tree = ast.parse(path.read_text())
+        defined = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)} & own
+        assert not defined, f"{path.name} defines its own {sorted(defined)}: import them from _timing"
+        if any(isinstance(n, ast.ImportFrom) and n.module == "_timing" for n in ast.walk(tree)):
+            users.add(path.name)
+    assert {"gpu_check.py", "bench_attacks.py", "bench_bilateral.py", "bench_cw.py", "bench_smoothing.py",
+            "bench_visibility.py"} <= users
+
+
+def test_gpu_check_starts_as_a_script_from_the_repository_root() -> None:
+    """As the GPU machine runs it: ``python benchmarks/gpu_check.py`` in a fresh interpreter."""
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--help"], cwd=SCRIPT.parent.parent,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "--dry-run" in proc.stdout

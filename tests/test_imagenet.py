@@ -6,10 +6,13 @@ import csv
 import hashlib
 import importlib
 import os
+import socket
+import time
 import zipfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -28,6 +31,7 @@ from smoothlab.models import BilateralDefence, EfficientNetLite0, imagenet as im
 skimage_data = pytest.importorskip("skimage.data", reason="the bundled photos come with scikit-image")
 PIL_Image = pytest.importorskip("PIL.Image", reason="reading photos needs Pillow (smoothlab[imagenet])")
 _imagenet_module = importlib.import_module("smoothlab.data._imagenet")
+_imagenet_model_module = importlib.import_module("smoothlab.models._imagenet")
 
 CAT_CLASSES = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 COFFEE_CLASSES = {967, 968}  # espresso, cup
@@ -127,23 +131,68 @@ def test_zoo_without_timm_says_how_to_install() -> None:
 
 @pytest.mark.skipif(
     not zoo_available(),
-    reason="timm does not import here: it needs a torchvision built for this torch, and the only torchvision "
-    "wheels on this machine are CUDA builds that cannot load beside the CPU torch (DESIGN.md section 7)",
+    reason="timm does not import here: it needs a torchvision built for this torch (DESIGN.md section 7); "
+    ".ci/zoo runs these tests in a virtual environment of their own",
 )
 @pytest.mark.parametrize(
     ("name", "size", "mean"),
     [
         pytest.param("inception_v3.tf_in1k", 299, 0.5, id="inception_v3"),
         pytest.param("inception_v3.tf_adv_in1k", 299, 0.5, id="inception_v3_adv"),
-        pytest.param("resnetv2_50.a1h_in1k", 224, 0.485, id="resnetv2_50"),
+        pytest.param("resnetv2_50.a1h_in1k", 224, 0.5, id="resnetv2_50"),  # timm: Inception normalisation (0.5)
     ],
 )
 def test_zoo_models_random_weights(name: str, size: int, mean: float) -> None:
+    """Each zoo model at its own input size (timm's configuration of the weights), one image: Inception
+    V3 refuses inputs much smaller than its 299x299 ("Kernel size can't be greater than actual input size")."""
     net = imagenet_model(name, pretrained=False)
     assert net.input_size == size
     assert float(net.mean.flatten()[0]) == pytest.approx(mean)
     with torch.no_grad():
-        assert net(torch.rand(1, 3, 64, 64)).shape == (1, 1000)
+        logits = net(torch.rand(1, 3, net.input_size, net.input_size, generator=torch.Generator().manual_seed(0)))
+    assert logits.shape == (1, 1000) and bool(torch.isfinite(logits).all())
+
+
+def _closed_port() -> int:
+    """A local TCP port with nothing listening (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture()
+def no_proxy(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for var in ("HF_HUB_OFFLINE", "HF_ENDPOINT", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    return monkeypatch
+
+
+def test_hub_check_is_one_quick_connection(no_proxy: pytest.MonkeyPatch) -> None:
+    """The check before a zoo download: a refused connection answers at once, naming the host; a
+    listening one passes; HF_HUB_OFFLINE=1 passes without connecting (the hub library reads its cache)."""
+    hub_unreachable = _imagenet_model_module._hub_unreachable
+    port = _closed_port()
+    no_proxy.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    t0 = time.perf_counter()
+    why = hub_unreachable()
+    assert why is not None and f"Hugging Face hub 127.0.0.1:{port} cannot be reached" in why
+    assert time.perf_counter() - t0 < 2.0
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        no_proxy.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.getsockname()[1]}")
+        assert hub_unreachable() is None
+    no_proxy.setenv("HTTPS_PROXY", f"127.0.0.1:{port}")  # a proxy is what the downloads would connect to
+    assert f"HTTPS proxy 127.0.0.1:{port} cannot be reached" in (hub_unreachable() or "")
+    no_proxy.setenv("HF_HUB_OFFLINE", "1")
+    assert hub_unreachable() is None
+
+
+@pytest.mark.skipif(not zoo_available(), reason="timm does not import here")
+def test_zoo_download_without_hub_fails_fast(no_proxy: pytest.MonkeyPatch) -> None:
+    no_proxy.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
+    t0 = time.perf_counter()
+    with pytest.raises(ConnectionError, match=r"cannot be reached.*pass checkpoint=PATH"):
+        imagenet_model("resnetv2_50.a1h_in1k")
+    assert time.perf_counter() - t0 < 10.0  # timm's own retries take ~47 s
 
 
 def test_bilateral_defence_in_front_of_lite0(lite0: torch.nn.Module) -> None:
@@ -447,6 +496,27 @@ def test_bench_on_photos_end_to_end(photo_folder: Path, tmp_path: Path) -> None:
     assert np.allclose(result.summary["p_success"].to_numpy(float), pd_summary["p_success"].to_numpy(float))
     text = (tmp_path / "out" / "table.md").read_text()
     assert "Budget grids" in text and "PGD2: eps in {0.5, 2}" in text
+
+
+@pytest.mark.slow
+def test_photo_records_do_not_depend_on_the_shard_size(photo_folder: Path) -> None:
+    """README, "Scaling out": at a given batch size the records are bit-identical whatever the shard
+    size, on photos too (three photos in batches of 2: one shard of 4, or shards of 2 with a last
+    batch of one photo)."""
+    from smoothlab.bench import AttackSpec, BenchSpec
+    from smoothlab.bench.shard import plan_shards, run_shard
+
+    attacks = (AttackSpec("fgsm", {}, (0.002, 0.008)), AttackSpec("pgd2", {"iterations": 2}, (0.5,)))
+    runs = []
+    for shard_size in (2, 4):
+        spec = BenchSpec(dataset="imagenet", source=str(photo_folder), n_images=3, batch_size=2,
+                         shard_size=shard_size, attacks=attacks, device="cpu")
+        shards = plan_shards(spec, np.arange(3))
+        assert len(shards) == 4 // shard_size
+        records = pd.concat([run_shard(spec, k, ids) for k, ids in enumerate(shards)])
+        runs.append(records.sort_values(["attack", "budget", "image_id"]).reset_index(drop=True))
+    assert len(runs[0]) == 9 and runs[0]["success"].any() and runs[0]["visibility"].notna().any()
+    pd.testing.assert_frame_equal(runs[0].drop(columns="seconds"), runs[1].drop(columns="seconds"), check_exact=True)
 
 
 def test_bench_spec_for_photos() -> None:

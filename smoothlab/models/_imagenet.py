@@ -11,14 +11,19 @@ resizes to it).
   (``"inception_v3.tf_in1k"``), the adversarially trained Inception V3 of Tables 2-3
   (``"inception_v3.tf_adv_in1k"``), a ResNet V2-50 (``"resnetv2_50.a1h_in1k"``), or any other timm
   name; input size and normalisation come from timm's configuration of the weights.
-  ``pretrained=True`` downloads from the Hugging Face hub; offline, pass ``checkpoint=PATH``.
+  ``pretrained=True`` downloads from the Hugging Face hub; offline, pass ``checkpoint=PATH``. Where
+  the hub cannot be reached (one 2-second connection, :func:`_hub_unreachable`) this fails at once
+  rather than after timm's retries; ``HF_HUB_OFFLINE=1`` skips the connection and uses only the
+  Hugging Face cache.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import torch
 from torch import nn
@@ -26,6 +31,10 @@ from torch import nn
 from smoothlab.models._efficientnet import EfficientNetLite0, check_state_dict, load_lite0_weights
 
 __all__ = ["IMAGENET_MODELS", "Normalised", "imagenet", "zoo_available"]
+
+_HUB = "https://huggingface.co"
+_TRUE = ("1", "on", "yes", "true")
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
 
 #: The zoo names smoothlab knows (any other timm name works too), with what they are for.
 IMAGENET_MODELS: dict[str, str] = {
@@ -69,6 +78,41 @@ def zoo_available() -> bool:
     return True
 
 
+def _hub_unreachable(timeout: float = 2.0) -> str | None:
+    """Why the Hugging Face hub cannot be reached, or ``None`` where it may be.
+
+    ``HF_HUB_OFFLINE=1`` answers ``None`` without touching the network (the hub library then reads
+    its cache only, and fails at once for weights that are not there). Otherwise one TCP connection,
+    of at most ``timeout`` seconds, to the hub (``HF_ENDPOINT``, default ``huggingface.co:443``) or
+    to the HTTPS proxy when one is set: a cheap check before timm's downloads, which retry for
+    about 47 s before they fail.
+
+    Parameters
+    ----------
+    timeout : float
+        Seconds to wait for the connection.
+
+    Returns
+    -------
+    str or None
+        A sentence naming the host that could not be reached and the error, or ``None``.
+    """
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE:
+        return None
+    proxy = next((os.environ[k] for k in _PROXY_VARIABLES if os.environ.get(k)), None)
+    if proxy:
+        url = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    else:
+        url = urlsplit(os.environ.get("HF_ENDPOINT") or _HUB)
+    host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as err:
+        what = "the HTTPS proxy" if proxy else "the Hugging Face hub"
+        return f"{what} {host}:{port} cannot be reached ({type(err).__name__}: {err})"
+
+
 def _load_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
@@ -90,13 +134,14 @@ def _timm_model(name: str, pretrained: bool, checkpoint: str | os.PathLike[str] 
         ) from None
     if name not in timm.list_models(pretrained=True) and name not in timm.list_models():
         raise ValueError(f"unknown model name {name!r}: neither a smoothlab model nor a timm model")
+    download = pretrained and checkpoint is None
+    why = _hub_unreachable() if download else None
     try:
-        net = timm.create_model(name, pretrained=pretrained and checkpoint is None)
+        if why is not None:
+            raise ConnectionError(why)
+        net = timm.create_model(name, pretrained=download)
     except Exception as err:  # noqa: BLE001 - hub errors come in many types
-        raise ConnectionError(
-            f"could not fetch the pretrained weights of {name!r} ({type(err).__name__}: {err}). Without a model hub, "
-            f"download the weights elsewhere and pass checkpoint=PATH (a state_dict file), or pretrained=False"
-        ) from None
+        raise ConnectionError(_no_weights(name, err)) from None
     if checkpoint is not None:
         state = _load_checkpoint(checkpoint)
         check_state_dict(net, state, what=f"checkpoint {os.fspath(checkpoint)!r}")
@@ -104,6 +149,15 @@ def _timm_model(name: str, pretrained: bool, checkpoint: str | os.PathLike[str] 
     cfg = getattr(net, "pretrained_cfg", None) or {}
     size = int((cfg.get("input_size") or (3, 224, 224))[-1])
     return Normalised(net, cfg.get("mean", (0.485, 0.456, 0.406)), cfg.get("std", (0.229, 0.224, 0.225)), size)
+
+
+def _no_weights(name: str, err: BaseException) -> str:
+    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE
+    cache = "" if offline else ", set HF_HUB_OFFLINE=1 to use weights already in the Hugging Face cache"
+    return (
+        f"could not fetch the pretrained weights of {name!r} ({type(err).__name__}: {err}). Without a model hub, "
+        f"download the weights elsewhere and pass checkpoint=PATH (a state_dict file){cache}, or pretrained=False"
+    )
 
 
 def imagenet(
