@@ -5,6 +5,8 @@ Usage (needs the 1,000-image sample: SMOOTHLAB_DATA=DIR with DIR/imagenet-sample
     python benchmarks/bench_natural.py accuracy              # top-1 of EfficientNet-Lite0 on all 1,000 photos
     python benchmarks/bench_natural.py table --n 100         # smoothlab bench --dataset imagenet, 2 workers
     python benchmarks/bench_natural.py visibility OUT        # per-photo V of sC&W against C&W from OUT/records.parquet
+    python benchmarks/bench_natural.py cw --images 0,251,500,750   # C&W / sC&W presets per photo: D, passes, traps
+    python benchmarks/bench_natural.py floor --n 40          # PGD2 / sPGD2 least successful budget per photo (a fine grid)
 
 Prints the machine, the load and the wall time with every number.
 """
@@ -75,6 +77,82 @@ def visibility(out: Path) -> None:
                   f"(least successful budget each; mean V {pair[plain].mean():.3f} vs {pair[smooth].mean():.3f})")
 
 
+def _photos(ids: list[int]):
+    import smoothlab.data as data
+    from smoothlab.models import imagenet
+
+    ds = data.imagenet(data.imagenet_samples(download=False))
+    x, y = ds.batch(ids)
+    net = imagenet()
+    with torch.no_grad():
+        keep = net(x).argmax(1) == y
+    return x[keep], y[keep], net, [i for i, k in zip(ids, keep.tolist()) if k]
+
+
+def cw_presets(ids: list[int], threads: int = 1) -> None:
+    """C&W and sC&W with the ImageNet presets (default: c searched per image; literal: sec. 5.2's one
+    constant), and the literal preset's first Adam step alone, per photo."""
+    import warnings
+
+    from smoothlab.attacks import cw, paper_settings, scw
+
+    torch.set_num_threads(threads)
+    x, y, net, kept = _photos(ids)
+    print(f"photos {kept} (Lite0 classifies them correctly); {machine()}")
+    rows = []
+    for attack, fn in (("cw", cw), ("scw", scw)):
+        for preset in ("default", "literal", "first step"):
+            kw = paper_settings(attack, "imagenet", preset="literal" if preset == "first step" else preset)
+            if preset == "first step":
+                kw.update(iterations=2, abort_early=False)  # iterate 0 is x_o (or z = 0), iterate 1 the first step
+            t0 = time.perf_counter()
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                res = fn(net, x, y, **kw)
+            secs = time.perf_counter() - t0
+            d = ", ".join(f"{v:.3f}" if s else "fail" for v, s in zip(res.distortion.tolist(), res.success.tolist()))
+            rows.append(f"| {attack} | {preset} | {d} | {res.distortion[res.success].mean():.3f} | "
+                        f"{res.forward_passes.float().mean():.0f} | {res.first_step_aborts} | {secs / len(x):.1f} |")
+            print(rows[-1], flush=True)
+            for w in caught:
+                print(f"    warning: {str(w.message)[:100]}...")
+    print("\n| attack | preset | D per photo | D̄ | forward passes / photo | first-success aborts | s / photo |")
+    print("|---|---|---|---:|---:|---:|---:|")
+    print("\n".join(rows))
+    print(f"end: {machine()}")
+
+
+def floor(n: int, threads: int = 2) -> None:
+    """The least successful PGD2 / sPGD2 budget per photo on a fine grid (every 5th photo of the sample),
+    to choose ImageNet grids whose smallest budget succeeds on few photos."""
+    import numpy as np
+
+    from smoothlab.attacks import paper_settings, pgd2, spgd2
+
+    torch.set_num_threads(threads)
+    fine = (0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
+    x, y, net, kept = _photos(list(range(0, 5 * n, 5)))
+    print(f"{len(kept)} of {n} photos classified correctly; fine grid {fine}; {machine()}")
+    for name, fn in (("pgd2", pgd2), ("spgd2", spgd2)):
+        kw = paper_settings(name, "imagenet", eps=False)
+        least = np.full(len(x), np.inf)
+        t0 = time.perf_counter()
+        for b in range(0, len(x), 4):
+            xb, yb = x[b:b + 4], y[b:b + 4]
+            for eps in fine:
+                todo = np.isinf(least[b:b + 4])
+                if not todo.any():
+                    break
+                sel = torch.from_numpy(todo)
+                res = fn(net, xb[sel], yb[sel], eps=eps, **kw)
+                idx = np.flatnonzero(todo)[res.success.numpy()]
+                least[b + idx] = eps
+        q = {p: float(np.quantile(least[np.isfinite(least)], p)) for p in (0.02, 0.05, 0.1, 0.5)}
+        print(f"{name}: least successful eps per photo: quantiles {q}; failed at 5: {int(np.isinf(least).sum())}; "
+              f"share at or below 0.25: {float((least <= 0.25).mean()):.2f}; {time.perf_counter() - t0:.0f} s")
+        print(f"  values: {sorted(least.tolist())}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="what", required=True)
@@ -83,6 +161,11 @@ def main() -> None:
     t.add_argument("--n", type=int, default=100)
     t.add_argument("--workers", type=int, default=2)
     t.add_argument("--out", type=Path, default=Path("benchmarks/out/natural"))
+    c = sub.add_parser("cw")
+    c.add_argument("--images", default="0,251,500,750")
+    c.add_argument("--threads", type=int, default=1)
+    f = sub.add_parser("floor")
+    f.add_argument("--n", type=int, default=40)
     v = sub.add_parser("visibility")
     v.add_argument("out", type=Path)
     args = p.parse_args()
@@ -90,6 +173,10 @@ def main() -> None:
         accuracy()
     elif args.what == "table":
         table(args.n, args.workers, args.out)
+    elif args.what == "cw":
+        cw_presets([int(i) for i in args.images.split(",")], args.threads)
+    elif args.what == "floor":
+        floor(args.n)
     else:
         visibility(args.out)
 

@@ -55,6 +55,9 @@ __all__ = [
     "ATTACK_ORDER",
     "ATTACK_LABELS",
     "attack_label",
+    "FLOOR_WARNING",
+    "GridFloorWarning",
+    "grid_floor",
     "union_over_budgets",
     "success_probability",
     "mean_distortion",
@@ -320,6 +323,7 @@ SUMMARY_COLUMNS: dict[str, str] = {
     "mean_visibility": "V̄",
     "mean_ssim": "SSIM",
     "max_distortion": "D_max",
+    "floor": "floor",
     "forward_passes": "fwd/img",
     "backward_passes": "bwd/img",
     "seconds": "seconds",
@@ -343,7 +347,9 @@ def summary(records: pd.DataFrame) -> pd.DataFrame:
         eq. 20), ``mean_distortion`` (D̄, eq. 20, conditional on success),
         ``mean_visibility`` (V̄: mean visibility over the successes, see
         :func:`mean_visibility`), ``mean_ssim`` (SSIM: mean structural similarity over the
-        successes, :func:`mean_ssim`), ``max_distortion`` (D_max of eq. 21), ``forward_passes`` and ``backward_passes``
+        successes, :func:`mean_ssim`), ``max_distortion`` (D_max of eq. 21), ``floor`` (attacks run
+        at two budgets or more: the fraction of the N images already fooled at the smallest budget,
+        :func:`grid_floor`; NaN otherwise), ``forward_passes`` and ``backward_passes``
         (mean per correctly classified image, all budgets together) and ``seconds``
         (total over all records of the attack, misclassified images included).
         ``mean_distortion``/``mean_visibility``/``mean_ssim``/``max_distortion`` are NaN when
@@ -371,6 +377,7 @@ def summary(records: pd.DataFrame) -> pd.DataFrame:
     (0.667, 2.0)
     """
     df = union_over_budgets(records)
+    floors = grid_floor(records)
     rows = []
     names = attack_order(df["attack"])
     for name in names:
@@ -389,6 +396,7 @@ def summary(records: pd.DataFrame) -> pd.DataFrame:
                 "mean_visibility": _mean_visibility(kept),
                 "mean_ssim": _mean_visibility(kept, "ssim"),
                 "max_distortion": float(np.max(d)) if d.size else math.nan,
+                "floor": floors.get(name, math.nan),
                 "forward_passes": float(kept["forward_passes"].sum()) / n if n else math.nan,
                 "backward_passes": float(kept["backward_passes"].sum()) / n if n else math.nan,
                 "seconds": float(part["seconds"].sum()),
@@ -396,6 +404,59 @@ def summary(records: pd.DataFrame) -> pd.DataFrame:
         )
     out = pd.DataFrame(rows, index=pd.Index(names, name="attack", dtype=object))
     return out.astype({"n_images": "int64", "n_correct": "int64", "n_success": "int64"})
+
+
+#: Above this share of images fooled at the smallest budget, :func:`grid_floor` warns: for more than
+#: one image in ten the grid, not the attack, sets the distortion (its own least distortion lies
+#: somewhere below the smallest budget), so D̄ reads as an upper bound rather than the attack's.
+FLOOR_WARNING = 0.1
+
+
+class GridFloorWarning(UserWarning):
+    """Many images succeed at the smallest budget of a grid: D̄ measures the grid (see :func:`grid_floor`)."""
+
+
+def grid_floor(records: pd.DataFrame, *, warn: bool = True) -> dict[str, float]:
+    """Per attack run at two budgets or more, the fraction of the correctly classified images that
+    already succeed at its smallest budget (the "floor" of its grid).
+
+    An attack that targets a distortion gets, per image, the least successful budget of its grid
+    (sec. 5.1). Where that is the grid's smallest budget, the image's own least distortion is
+    unknown (somewhere at or below it): D̄ then measures the grid, not the attack. A warning
+    (:class:`GridFloorWarning`) names the attacks above :data:`FLOOR_WARNING`.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from smoothlab.metrics import grid_floor
+    >>> rec = pd.DataFrame({"image_id": [0, 1, 0, 1], "attack": "pgd2", "budget": [1.0, 1.0, 2.0, 2.0],
+    ...     "label": 1, "pred_clean": 1, "pred_adv": [3, 1, 3, 3], "correct": True,
+    ...     "success": [True, False, True, True], "distortion": [1.0, None, 2.0, 2.0],
+    ...     "forward_passes": 11, "backward_passes": 10, "seconds": 0.0})
+    >>> grid_floor(rec, warn=False)
+    {'pgd2': 0.5}
+    """
+    import warnings
+
+    df = validate_records(records)
+    df = df[df["correct"] & df["budget"].notna()]
+    out: dict[str, float] = {}
+    for name in attack_order(df["attack"]):
+        part = df[df["attack"] == name]
+        if part["budget"].nunique() < 2:
+            continue
+        at_floor = part[part["budget"] == part["budget"].min()]
+        out[name] = float(at_floor["success"].sum()) / part["image_id"].nunique()
+    high = {n: f for n, f in out.items() if f > FLOOR_WARNING}
+    if warn and high:
+        listed = ", ".join(f"{attack_label(n)} {f:.0%}" for n, f in high.items())
+        warnings.warn(
+            f"the smallest budget of the grid already fools more than {FLOOR_WARNING:.0%} of the images for {listed}: "
+            "their D̄ measures the grid's floor, not the attack; add smaller budgets (BenchSpec.with_budgets)",
+            GridFloorWarning,
+            stacklevel=2,
+        )
+    return out
 
 
 def format_summary(table: pd.DataFrame, fmt: str = "markdown", *, digits: int = 2) -> str:

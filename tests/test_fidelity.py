@@ -108,7 +108,7 @@ def test_extra_attack_presets():
         "smooth": "perturbation", "grad_at": "unclipped", "projection": "sphere"
     }
     assert specs["ddn"].budgets == () and specs["sfmn"].params["smoother"]["alpha"] == 0.95
-    assert set(EXTRA_ATTACKS) == {"spgd2-authors", "ddn", "fmn", "sddn", "sfmn"}
+    assert set(EXTRA_ATTACKS) == {"spgd2-authors", "ddn", "fmn", "sddn", "sfmn", "cw-literal", "scw-literal"}
     with pytest.raises(ValueError, match="unknown attack"):
         default_attacks(["spgd2-paper"])
     # quick and single-budget versions keep the label

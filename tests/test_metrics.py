@@ -364,3 +364,48 @@ def test_records_without_visibility_get_nan(records):
     assert math.isnan(metrics.mean_visibility(records, "pgd2"))
     assert summary(records)["mean_visibility"].isna().all()
     assert "| PGD2 | 5 | 4 | 0.80 | 3 | 0.75 | 1.23 | — |" in format_summary(summary(records))
+
+
+# --------------------------------------------------------------------------- the grid's floor (issue 19)
+
+
+def _grid_records(success_at: dict[int, float | None], grid=(0.5, 1.0, 2.0)) -> pd.DataFrame:
+    """Records of one budgeted attack: image i first succeeds at budget success_at[i] (None: never);
+    image 99 is misclassified from the start; plus C&W, run once."""
+    rows = []
+    for i, first in {**success_at, 99: 0.5}.items():
+        for b in grid:
+            ok = first is not None and b >= first
+            rows.append({"image_id": i, "attack": "pgd2", "budget": b, "label": 1, "pred_clean": 1 if i != 99 else 4,
+                         "pred_adv": 3 if ok else 1, "correct": i != 99, "success": ok or i == 99,
+                         "distortion": b if ok else (0.0 if i == 99 else np.nan)})
+    for i in success_at:
+        rows.append({"image_id": i, "attack": "cw", "budget": np.nan, "label": 1, "pred_clean": 1, "pred_adv": 3,
+                     "correct": True, "success": True, "distortion": 0.1})
+    df = pd.DataFrame(rows)
+    df["forward_passes"], df["backward_passes"], df["seconds"] = 11, 10, 0.0
+    return df
+
+
+def test_floor_column_on_a_made_up_grid() -> None:
+    import warnings
+
+    from smoothlab.metrics import GridFloorWarning, format_summary, grid_floor, summary
+
+    rec = _grid_records({0: 0.5, 1: 1.0, 2: None, 3: 2.0})
+    # 1 of the 4 correctly classified images is fooled at 0.5 (the misclassified one does not count)
+    with pytest.warns(GridFloorWarning, match="PGD2 25%"):
+        floors = grid_floor(rec)
+    assert floors == {"pgd2": 0.25}  # C&W runs once: no floor
+    with pytest.warns(GridFloorWarning):
+        table = summary(rec)
+    assert table.loc["pgd2", "floor"] == 0.25 and np.isnan(table.loc["cw", "floor"])
+    assert "| 0.25 |" in format_summary(table)
+    # nobody at the floor: no warning, floor 0
+    quiet = _grid_records({0: 1.0, 1: 2.0, 2: None})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GridFloorWarning)
+        assert grid_floor(quiet) == {"pgd2": 0.0}
+    # one budget only (Table 3's single setting): no floor
+    single = rec[rec.budget.isna() | (rec.budget == 1.0)]
+    assert grid_floor(single, warn=False) == {}

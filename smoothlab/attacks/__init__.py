@@ -39,7 +39,7 @@ Implementation modules are private: ``_distortion`` (FGSM, I-FGSM, PGD2, sPGD2),
 
 from __future__ import annotations
 
-from smoothlab.attacks._cw import cw, scw
+from smoothlab.attacks._cw import FirstStepAbortWarning, cw, scw
 from smoothlab.attacks._ddn import ddn, sddn
 from smoothlab.attacks._distortion import GRAD_AT, LOSSES, fgsm, ifgsm, loss_gradient, pgd2, spgd2
 from smoothlab.attacks._fmn import fmn, sfmn
@@ -68,6 +68,7 @@ __all__ = [
     "ATTACK_LABELS",
     "AttackEntry",
     "AttackResult",
+    "FirstStepAbortWarning",
     "attack_entry",
     "attack_names",
     "attack_payload",

@@ -18,6 +18,7 @@ host synchronisation per check and none in between.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -41,18 +42,31 @@ from smoothlab.attacks._common import (
 from smoothlab.attacks._losses import is_adversarial, logit_difference, margin_loss
 from smoothlab.attacks._result import AttackResult
 
-__all__ = ["cw", "scw"]
+__all__ = ["FirstStepAbortWarning", "cw", "scw"]
 
+# Step parity: ``lr`` is in pixel units for both attacks. sC&W's variable z is in pixel units and
+# ŝ_α averages (its rows are non-negative and sum to 1), so a step of η on z moves no pixel of r by
+# more than η. C&W's variable w moves x = σ(w) by σ'(w) ≤ 1/4 per unit, so its Adam runs with step
+# 4η: then no pixel moves by more than η either (Adam is invariant to the gradient's scale, so this
+# is Adam on w/4 with x = σ(4·w/4)). The authors' code has the same parity: cleverhans' tanh variable
+# on their [-1, 1] box moves a pixel by at most η, as their sC&W's z does.
+_VARIABLE_STEP = {"cw": 4.0, "scw": 1.0}
 # C&W starts from w_0 = σ^-1(clamp(x_o, δ, 1 - δ)). Pixels at exactly 0 or 1 (most of an MNIST
-# digit) sit where σ is flat: Adam moves w by about η per iteration, so from σ^-1(δ) a pixel
-# needs (ln(1/δ) - 3)/η iterations before it can change by a few percent. With Carlini's
-# δ ≈ 1e-6 that is ~110 iterations at η = 0.1, more than the paper's 100 (and an early abort
-# sees a plateau): such pixels are stuck. δ = 1e-3 frees them in ~40 iterations for a start
-# offset of at most δ per pixel (0.03 in L2 on MNIST), which is measured in the distortion.
+# digit) sit where σ is flat: Adam moves w by about 4η per iteration, so from σ^-1(δ) a pixel
+# needs (ln(1/δ) - 3)/(4η) iterations before it can change by a few percent. With Carlini's
+# δ ≈ 1e-6 that is ~27 iterations at η = 0.1, ~110 at η = 0.025; δ = 1e-3 frees them ~2.5x sooner
+# for a start offset of at most δ per pixel (0.03 in L2 on MNIST), which is measured in the distortion.
 _BOX_DELTA = 1e-3
 _ADAM_BETAS = (0.9, 0.999)
 _ADAM_EPS = 1e-8
 _ABORT_FACTOR = 0.9999  # abort when loss > 0.9999 x loss at the previous check (as in [1])
+# A first step of lr moves a pixel by up to lr: at 0.5 or more, one step can take a mid-grey
+# pixel to the edge of the box [0, 1]
+_SATURATING_LR = 0.5
+
+
+class FirstStepAbortWarning(RuntimeWarning):
+    """The early abort stopped images at their first Adam step, which was already adversarial (see :func:`cw`)."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +81,7 @@ class _Settings:
     penalty: str
     targeted: bool
     tiny: float  # smallest positive float of the images' dtype (the "l2" penalty's floor)
+    variable_step: float  # Adam's step on the variable per unit of lr (step parity, _VARIABLE_STEP)
 
     @property
     def check_every(self) -> int:
@@ -75,7 +90,8 @@ class _Settings:
 
 
 def _check_settings(
-    prep: Prepared, margin: Any, lr: Any, iterations: Any, search_steps: Any, abort_early: Any, penalty: Any
+    prep: Prepared, margin: Any, lr: Any, iterations: Any, search_steps: Any, abort_early: Any, penalty: Any,
+    smoothed: bool,
 ) -> _Settings:
     margin = check_range(margin, "margin", 0.0, None)
     lr = check_range(lr, "lr", 0.0, None, low_open=True)
@@ -85,7 +101,16 @@ def _check_settings(
         raise TypeError(f"abort_early must be a bool, got {abort_early!r}")
     penalty = check_choice(penalty, "penalty", ("squared", "l2"))
     tiny = torch.finfo(prep.x.dtype).tiny
-    return _Settings(margin, lr, iterations, search_steps, abort_early, penalty, prep.targeted, tiny)
+    if lr >= _SATURATING_LR:
+        warnings.warn(
+            f"lr={lr:g} is a pixel step: the first Adam step can move a pixel by up to {lr:g}, which takes a mid-grey "
+            f"pixel to the edge of the box [0, 1]; the paper's settings use 0.1 on MNIST and 0.005 on ImageNet "
+            f"(smoothlab.attacks.paper_settings)",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+    step = _VARIABLE_STEP["scw" if smoothed else "cw"]
+    return _Settings(margin, lr, iterations, search_steps, abort_early, penalty, prep.targeted, tiny, step)
 
 
 class _Best:
@@ -100,11 +125,17 @@ class _Best:
         self.x = x.clone()  # stays x_o where no iterate succeeds
         self.c = torch.full((b,), math.nan, dtype=dt, device=x.device)
         self.z = torch.zeros_like(x) if smoothed else None
+        self.step = torch.full((b,), -1, dtype=torch.long, device=x.device)  # search step of the best iterate
+        self.it = torch.full((b,), -1, dtype=torch.long, device=x.device)  # its iteration in that step
+        self.trapped = torch.zeros(b, dtype=torch.bool, device=x.device)  # see _optimise
 
-    def update(self, idx: torch.Tensor, succ: torch.Tensor, d2: torch.Tensor, xa: torch.Tensor, active: "_Active") -> None:
+    def update(self, idx: torch.Tensor, succ: torch.Tensor, d2: torch.Tensor, xa: torch.Tensor, active: "_Active",
+               step: int, it: int) -> None:
         """Keep the iterates ``xa`` (images ``idx``) that succeed with a smaller distortion ``d2``."""
         better = succ & (d2 < self.d2[idx])
         self.d2[idx] = torch.where(better, d2, self.d2[idx])
+        self.step[idx] = torch.where(better, step, self.step[idx])
+        self.it[idx] = torch.where(better, it, self.it[idx])
         self.x[idx] = torch.where(per_image(better), xa, self.x[idx])
         self.c[idx] = torch.where(better, active.cst, self.c[idx])
         if self.z is not None:
@@ -122,12 +153,15 @@ class _Active:
         self.m2 = torch.zeros_like(self.var)
         self.prev = const.new_full((x.shape[0],), math.inf)  # the loss at the previous check
 
-    def drop_stalled(self, cur: torch.Tensor) -> bool:
+    def drop_stalled(self, cur: torch.Tensor, first_check: bool, stopped: torch.Tensor) -> bool:
         """Early abort: keep the images whose loss ``cur`` fell below 0.9999 x the previous check's.
+        At the step's ``first_check``, the dropped images are marked in ``stopped`` (global indices).
 
         Returns False when none is left.
         """
         keep = cur <= self.prev * _ABORT_FACTOR
+        if first_check:
+            stopped[self.idx] = ~keep
         self.prev = cur
         kept = keep.nonzero().squeeze(1)  # the one host sync of this check
         if kept.numel() < self.idx.numel():
@@ -200,6 +234,7 @@ def _optimise(
     image (``found``: some iterate succeeded) and counting its iterations in ``iters_run``
     (and recording every iterate in ``trace`` when given)."""
     last = 0
+    stopped = torch.zeros_like(found)  # dropped by the abort at the step's first check
     for it in range(cfg.iterations):
         loss, logits, xa, grad = _loss_and_gradient(model, act, cfg)
         with torch.no_grad():
@@ -209,20 +244,24 @@ def _optimise(
                 logit_difference(logits, act.lab, cfg.targeted) >= cfg.margin
             )
             d2 = (xa - act.xo).flatten(1).pow(2).sum(1)
-            best.update(act.idx, succ, d2, xa, act)
+            best.update(act.idx, succ, d2, xa, act, step, it)
             found[act.idx] |= succ
             if trace is not None:
                 trace.record(step, it, act, loss, logits, d2, succ, cfg)
-            _adam_update(act, grad, it + 1, cfg.lr)
+            _adam_update(act, grad, it + 1, cfg.lr * cfg.variable_step)
         if cfg.abort_early and it % cfg.check_every == 0 and it + 1 < cfg.iterations:
             if it == 0:  # nothing to compare with yet
                 act.prev = loss.detach()
                 continue
             iters_run[act.idx] += it + 1 - last
             last = it + 1
-            if not act.drop_stalled(loss.detach()):
+            if not act.drop_stalled(loss.detach(), it == cfg.check_every, stopped):
                 break
     iters_run[act.idx] += cfg.iterations - last
+    # the first-step trap: the best iterate is this step's first Adam step (iterate 1; iterate 0 is
+    # x_o) and the abort ended the step at its first check, so nothing refined it
+    this = best.step == step
+    best.trapped = torch.where(this, stopped & (best.it <= 1), best.trapped)
 
 
 def _bisect(
@@ -256,6 +295,18 @@ def _result(
     )
     kept_best = res.success & torch.isfinite(best.d2)
     res.extra["c"] = torch.where(kept_best, best.c, math.nan)
+    res.extra["aborted_at_first_step"] = best.trapped & kept_best
+    n = res.first_step_aborts
+    if n:
+        warnings.warn(
+            f"{attack}: the early abort stopped {n} of {len(res)} images at their first Adam step, which was already "
+            "adversarial: their x_adv is where one step of lr landed, not a minimum of the distortion "
+            "(result.extra['aborted_at_first_step'] says which). Typical cause: a step lr too large for the "
+            "number of pixels; try a smaller lr, search_steps > 1 (paper_settings(attack, 'imagenet') searches c) "
+            "or abort_early=False",
+            FirstStepAbortWarning,
+            stacklevel=4,
+        )
     if best.z is not None:
         res.extra["latent"] = torch.where(per_image(kept_best), best.z, 0.0)
     return res
@@ -296,7 +347,13 @@ def cw(
         success (for ``x_adv`` and for the line search) only when it is adversarial by this
         margin: ``max_{i≠t} y_i - y_t >= m`` (targeted: ``y_u - max_{i≠u} y_i >= m``).
     lr : float
-        Adam learning rate ``η`` (0.1).
+        Adam learning rate ``η`` (0.1), in pixel units for C&W and sC&W alike (step parity): a
+        first step moves no pixel by more than ``η`` (C&W's Adam steps ``4η`` on the sigmoid
+        variable ``w``, whose pixels move by at most ``1/4`` per unit; sC&W's steps ``η`` on ``z``,
+        which ŝ_α averages). A warning says when ``η >= 0.5``, where a first step can take a pixel
+        to the edge of the box. Photos have ~190x MNIST's pixels: a first step of ``η = 0.1`` on
+        150,528 values lands at ``D`` up to ~39 (the paper's ImageNet ``η``; see
+        :func:`~smoothlab.attacks.paper_settings`).
     iterations : int
         Adam iterations per line-search step (100).
     search_steps : int
@@ -304,8 +361,14 @@ def cw(
         upper bound becomes ``c``, otherwise the lower bound does; the next ``c`` is the midpoint,
         or ``10 c`` while no upper bound is known. Each step restarts from ``x_o``.
     abort_early : bool
-        Check every ``iterations // 10`` iterations and stop an image whose loss is above
-        0.9999 times its loss at the previous check.
+        Check every ``iterations // 10`` iterations and stop an image whose objective is above
+        0.9999 times its objective at the previous check (the rule of [1] and of the authors' code,
+        which checks every tenth of the iterations with the same factor; theirs, at batch 1 on
+        ImageNet, is per image as here). The first-step trap: when an image's first Adam step is
+        already adversarial (a large ``lr`` on many pixels), the objective then rises, the abort
+        stops the step at its first check and ``x_adv`` is that first step, not a minimum:
+        ``extra["aborted_at_first_step"]`` flags those images, ``result.first_step_aborts``
+        counts them and a :class:`FirstStepAbortWarning` says so.
     smoother : None, "mnist", Smoother, SmoothingSpec or callable
         ``None`` (default): no smoothing. Otherwise smoothing guided by ``x``: sC&W (eq. 18)
         optimises a latent ``z``, ``z_0 = 0``, with ``x_a = c(x_o + ŝ_α(z))``; attack ``"scw"``.
@@ -353,8 +416,8 @@ def cw(
         prep = prepare(model, x, y, target)
         x = prep.x
         const, c_p = batch_param(c, "c", x, positive=True)
-        cfg = _check_settings(prep, margin, lr, iterations, search_steps, abort_early, penalty)
         S = resolve_smoother(smoother, x)
+        cfg = _check_settings(prep, margin, lr, iterations, search_steps, abort_early, penalty, S is not None)
         best = _Best(prep, smoothed=S is not None)
         iters_run = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
         w0 = torch.logit(x.clamp(_BOX_DELTA, 1.0 - _BOX_DELTA)) if S is None else None

@@ -32,6 +32,10 @@ _NOTES: dict[tuple[str, str], str] = {
     ("mnist", "smoother.solver"): "the paper precomputes L_α^-1: any exact solver is the same operator",
     ("imagenet", "smoother.tol"): "tol = 0 runs exactly max_iter CG iterations",
     ("*", "penalty"): "eqs. (4), (18) penalise ||r||²; the authors' sC&W code penalises ||r||",
+    ("imagenet", "lr"): "the authors' ImageNet scripts: 0.01 on a [-1, 1] box, 0.005 in [0, 1] pixel units; the paper's "
+    "0.1 stops photos at their first step (paper_settings(..., preset='literal'))",
+    ("imagenet", "c"): "the authors' initial c = 1 in [-1, 1] units, searched per image as sec. 5.3 says",
+    ("imagenet", "search_steps"): "sec. 5.3: c is optimised per image; the authors' scripts: 9 search steps",
     ("*", "projection"): "the authors' code rescales r onto the sphere ||r|| = ε",
     ("*", "grad_at"): "eq. (11) takes the gradient at the clipped iterate; cleverhans at the unclipped one",
     ("*", "smooth"): "eq. (12) smooths the gradient; the authors' loop smooths the perturbation",

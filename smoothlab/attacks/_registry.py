@@ -82,6 +82,9 @@ class AttackEntry:
     base : str or None
         For a built-in variant (``"spgd2-authors"``), the attack function it runs with other
         settings; a benchmark spec names the function and labels the variant.
+    presets : mapping
+        ``dataset -> {preset name -> settings it changes}``: other readings of the paper (for C&W and
+        sC&W on ImageNet, ``"literal"``: sec. 5.2's one constant, see :func:`paper_settings`).
     builtin : bool
         Shipped with smoothlab (``False`` for :func:`register`).
     """
@@ -100,6 +103,7 @@ class AttackEntry:
     in_paper: bool = False
     builtin: bool = False
     base: str | None = None
+    presets: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
 
     @property
     def budgeted(self) -> bool:
@@ -151,6 +155,19 @@ AUTHORS_OPTIONS: Mapping[str, Any] = MappingProxyType(
     {"loss": "cross-entropy", "smooth": "perturbation", "projection": "sphere", "grad_at": "unclipped"}
 )
 _AUTHORS_CW = {"abort_early": True}
+
+
+# ImageNet C&W / sC&W (DESIGN.md section 8). The paper's text: "C&W internally optimizes its
+# parameter c = 1/λ independently per image" (sec. 5.3). The authors' scripts: 9 search steps x 100
+# iterations, lr 0.01, initial c 1, on a [-1, 1] box (SAE/cw.py, SAE/scw_inc.py; sC&W penalises
+# ||r||). In our [0, 1] units a pixel step halves (lr 0.005, for both: step parity), ||r||² is a
+# quarter (C&W: c 1/4) and ||r|| a half (sC&W: c 1/2) of theirs.
+_CW_IMAGENET = {"c": 0.25, "lr": 0.005, "search_steps": 9}
+_SCW_IMAGENET = {"c": 0.5, "lr": 0.005, "search_steps": 9, "penalty": "l2"}
+# sec. 5.2 read literally on ImageNet: one constant c = 100 and η = 0.1. One Adam step moves each of
+# the 150,528 values of a 224x224 photo by ~η, so the first iterate is already adversarial at a large
+# D; the objective then rises and the early abort stops the image at that iterate.
+_CW_LITERAL = {"c": 100.0, "lr": 0.1, "search_steps": 1}
 
 
 def _builtin_entries() -> list[AttackEntry]:
@@ -211,12 +228,16 @@ def _builtin_entries() -> list[AttackEntry]:
     def cw_settings(d: str, smooth: bool) -> dict[str, Any]:
         p = _CW_PAPER[d]
         out = {"c": p["c"], "margin": p["margin"], "lr": p["lr"], "iterations": 100, "search_steps": 1}
+        if d == "imagenet":
+            out.update(_SCW_IMAGENET if smooth else _CW_IMAGENET)
         return {**out, "smoother": sm[d]} if smooth else out
 
     cw_paper = {d: dict(_CW_PAPER[d]) for d in datasets}
-    cw_authors = {"*": {"iterations": 100, **_AUTHORS_CW}, "mnist": {"search_steps": 1}}
+    cw_authors = {"*": {"iterations": 100, **_AUTHORS_CW}, "mnist": {"search_steps": 1}, "imagenet": _CW_IMAGENET}
     scw_authors = {"*": {"iterations": 100, "penalty": "l2", **_AUTHORS_CW}, "mnist": {"search_steps": 1},
-                   "imagenet": {"search_steps": 9}}
+                   "imagenet": _SCW_IMAGENET}
+    literal = {"imagenet": {"literal": _CW_LITERAL}}
+    scw_literal = {"imagenet": {"literal": {**_CW_LITERAL, "penalty": "squared"}}}
     smooth_paper = {d: _SMOOTHING_PAPER[d] for d in datasets}
     smooth_authors = {d: _SMOOTHING_AUTHORS[d] for d in datasets}
 
@@ -239,7 +260,10 @@ def _builtin_entries() -> list[AttackEntry]:
                     ("loss", "projection", "grad_at"), smooth="spgd2", in_paper=True),
         AttackEntry("cw", cw, "C&W", "optimality", per_dataset(lambda d: cw_settings(d, False)), {},
                     {"iterations": 50}, cw_paper, cw_authors, ("search_steps", "abort_early", "penalty"),
-                    smooth="scw", in_paper=True),
+                    smooth="scw", in_paper=True, presets=literal),
+        AttackEntry("cw-literal", cw, "C&W (sec. 5.2 literal)", "optimality",
+                    {d: {**cw_settings(d, False), **literal.get(d, {}).get("literal", {})} for d in datasets},
+                    quick={"iterations": 50}, base="cw"),
         AttackEntry("ddn", ddn, "DDN", "optimality", per_dataset(lambda d: {"steps": 100}), smooth="sddn"),
         AttackEntry("fmn", fmn, "FMN", "optimality", per_dataset(lambda d: {"steps": 100}), smooth="sfmn"),
         AttackEntry("spgd2", spgd2, "sPGD2", "budget", spgd2_settings, grids["spgd2"], {"iterations": 5},
@@ -251,7 +275,10 @@ def _builtin_entries() -> list[AttackEntry]:
                     grids["spgd2"], {"iterations": 5}, base="spgd2"),
         AttackEntry("scw", scw, "sC&W", "optimality", per_dataset(lambda d: cw_settings(d, True)), {},
                     {"iterations": 20}, merged(cw_paper, smooth_paper), merged(scw_authors, smooth_authors),
-                    ("search_steps", "abort_early", "penalty"), in_paper=True),
+                    ("search_steps", "abort_early", "penalty"), in_paper=True, presets=scw_literal),
+        AttackEntry("scw-literal", scw, "sC&W (sec. 5.2 literal)", "optimality",
+                    {d: {**cw_settings(d, True), **scw_literal.get(d, {}).get("literal", {})} for d in datasets},
+                    quick={"iterations": 20}, base="scw"),
         AttackEntry("sddn", sddn, "sDDN", "optimality", per_dataset(lambda d: {"steps": 100, "smoother": sm[d]})),
         AttackEntry("sfmn", sfmn, "sFMN", "optimality", per_dataset(lambda d: {"steps": 100, "smoother": sm[d]})),
     ]

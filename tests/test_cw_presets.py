@@ -1,0 +1,112 @@
+"""C&W and sC&W: step parity, the first-success trap of the early abort, and ImageNet presets that converge
+(issue 19).
+
+- Step parity: ``lr`` is a pixel step for both attacks, so one Adam step moves no pixel by more than
+  ``lr``, and both come close to it (before, C&W's sigmoid variable moved pixels by at most ``lr/4``).
+- The first-step trap: with sec. 5.2's literal ImageNet settings (``η = 0.1``, one ``c = 100``), the first step
+  is adversarial at a large distortion and the early abort stops the photo there; the result counts it
+  and warns.
+- The default ImageNet presets search ``c`` per image (the paper's sec. 5.3, the authors' scripts) and
+  end far below that first step.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from smoothlab.attacks import FirstStepAbortWarning, cw, paper_settings, scw
+from smoothlab.smoothing import SmoothingSpec
+
+skimage_data = pytest.importorskip("skimage.data", reason="the bundled photos come with scikit-image")
+pytest.importorskip("PIL.Image", reason="reading photos needs Pillow (smoothlab[imagenet])")
+
+
+class Recorder(torch.nn.Module):
+    """A small random CNN that keeps every batch it is called with."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten(),
+            torch.nn.Linear(128, 10),
+        )
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(x.detach().clone())
+        return self.net(x)
+
+
+@pytest.mark.parametrize("lr", [0.01, 0.1], ids=["lr=0.01", "lr=0.1"])
+def test_one_adam_step_moves_no_pixel_by_more_than_lr_for_both(lr: float) -> None:
+    g = torch.Generator().manual_seed(1)
+    x = 0.2 + 0.6 * torch.rand(2, 3, 24, 24, generator=g)  # away from the box edges
+    y = torch.tensor([3, 7])
+    moves = {}
+    for name, kwargs in (("cw", {}), ("scw", {"smoother": SmoothingSpec(alpha=0.95, lam=10.0, solver="dense")})):
+        model = Recorder()
+        # iterate 0 (x_o, or z = 0), iterate 1 (one Adam step); calls: the clean check, 2 iterates, the final prediction
+        cw(model, x, y, lr=lr, iterations=2, abort_early=False, margin=1e6, **kwargs)
+        assert len(model.seen) == 4
+        moves[name] = float((model.seen[2] - model.seen[1]).abs().max())
+    for name, move in moves.items():
+        assert move <= lr * (1 + 1e-4), (name, move)
+        assert move >= 0.5 * lr, (name, move)  # parity: both near lr (C&W's old step was at most lr / 4)
+    assert 0.5 <= moves["cw"] / moves["scw"] <= 2.0
+
+
+def test_a_saturating_lr_is_warned_about() -> None:
+    x = torch.full((1, 3, 8, 8), 0.5)
+    with pytest.warns(RuntimeWarning, match="lr=0.6 is a pixel step"):
+        cw(Recorder(), x, torch.tensor([1]), lr=0.6, iterations=1)
+
+
+def test_bad_presets_and_penalties_name_the_argument() -> None:
+    with pytest.raises(ValueError, match="preset must be one of 'default', 'literal'.*got 'faithful'"):
+        paper_settings("cw", "imagenet", preset="faithful")
+    with pytest.raises(ValueError, match="penalty"):
+        cw(Recorder(), torch.full((1, 3, 8, 8), 0.5), torch.tensor([1]), penalty="l1")
+
+
+@pytest.fixture(scope="module")
+def photos():
+    from smoothlab.data import imagenet_transform
+    from smoothlab.models import imagenet
+
+    x = torch.stack([imagenet_transform(skimage_data.chelsea(), 224), imagenet_transform(skimage_data.coffee(), 224)])
+    return imagenet(), x, torch.tensor([282, 967])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("attack", [cw, scw], ids=["cw", "scw"])
+def test_literal_imagenet_settings_fall_in_the_first_step_trap_and_say_so(photos, attack) -> None:
+    model, x, y = photos
+    torch.set_num_threads(2)
+    with pytest.warns(FirstStepAbortWarning, match="stopped [12] of 2 images"):
+        res = attack(model, x, y, **paper_settings(attack.__name__, "imagenet", preset="literal"))
+    assert res.success.all()
+    assert res.first_step_aborts >= 1
+    flags = res.extra["aborted_at_first_step"]
+    assert flags.dtype == torch.bool and int(flags.sum()) == res.first_step_aborts
+    assert "first_step_aborts" in repr(res)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("attack", [cw, scw], ids=["cw", "scw"])
+def test_default_imagenet_presets_converge_far_below_the_first_step(photos, attack) -> None:
+    model, x, y = photos
+    torch.set_num_threads(2)
+    literal = paper_settings(attack.__name__, "imagenet", preset="literal")
+    first = attack(model, x, y, **{**literal, "iterations": 2, "abort_early": False})  # iterate 1: one step of η = 0.1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FirstStepAbortWarning)  # the default must not fall in the trap
+        res = attack(model, x, y, **paper_settings(attack.__name__, "imagenet"))
+    assert res.success.all() and first.success.all()
+    assert res.first_step_aborts == 0
+    # each photo ends far below where one literal step lands (measured: D about 0.1-0.5 against 5-20)
+    assert (res.distortion < 0.2 * first.distortion).all(), (res.distortion, first.distortion)
+    assert res.forward_passes.min() > 100  # several search steps ran
