@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
+import smoothlab.attacks
 from smoothlab.attacks import ATTACKS, AttackResult, cw, fgsm, ifgsm, margin_loss, pgd2, scw, spgd2
 from smoothlab.smoothing import Smoother, SmoothingSpec
 
@@ -466,6 +468,35 @@ def test_training_mode_model_is_attacked_in_eval_mode_and_restored(name: str, ne
     spy.eval()
     again = ATTACKS[name](spy, x, y, **FAST[name])
     assert torch.equal(res.x_adv, again.x_adv)
+
+
+# a bad option caught after the input checks, inside the attack's body (attack_run is entered)
+BAD_OPTION = {"fgsm": {"loss": "hinge"}, "ifgsm": {"iterations": 0}, "pgd2": {"projection": "cube"}, "cw": {"lr": 0.0},
+              "ddn": {"steps": 0}, "fmn": {"gamma": 1.5}}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_OPTION))
+def test_mode_is_restored_when_the_attack_raises_after_its_start_up(name: str, net_data) -> None:
+    _, x, y = net_data
+    spy = ModeSpy()
+    spy.train()
+    spy.drop.eval()
+    with pytest.raises(ValueError):
+        ATTACKS[name](spy, x, y, **BAD_OPTION[name])
+    assert spy.seen and not any(spy.seen)  # the input check ran, in eval mode
+    assert spy.training and spy.bn.training and not spy.drop.training
+
+
+@pytest.mark.parametrize("name", ["fgsm", "pgd2", "spgd2", "cw", "ddn", "fmn"])
+def test_the_warning_about_probabilities_points_at_the_attack(name: str, net_data) -> None:
+    model, x, y = net_data
+    probs = torch.nn.Sequential(model, torch.nn.Softmax(1))
+    kw = {k: v for k, v in FAST[name].items() if k != "smoother"}
+    with pytest.warns(UserWarning, match="look like probabilities") as caught:
+        ATTACKS[name](probs, x, y, **kw)
+    module = {"fgsm": "_distortion", "pgd2": "_distortion", "spgd2": "_distortion", "cw": "_cw"}.get(name, f"_{name}")
+    files = [w.filename for w in caught if "look like probabilities" in str(w.message)]
+    assert files == [str(Path(smoothlab.attacks.__file__).with_name(f"{module}.py"))]
 
 
 @pytest.mark.parametrize("name", sorted(FAST))

@@ -34,7 +34,8 @@ attacks targeting a distortion follow (eqs. 10-12).
 
 Implementation modules are private: ``_distortion`` (FGSM, I-FGSM, PGD2, sPGD2), ``_cw``
 (C&W, sC&W), ``_ddn``, ``_fmn`` and ``_minimal_norm`` (DDN, FMN and their shared loop), ``_result``,
-``_losses``, ``_presets`` (the paper's settings), ``_common`` (input checks, model handling).
+``_losses``, ``_presets`` (the paper's settings), ``_base`` (model handling, input checks), ``_common``
+(the start-up and wrap-up every attack shares, ``AttackRun``), ``_quantise``.
 """
 
 from __future__ import annotations

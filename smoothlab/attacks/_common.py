@@ -1,15 +1,22 @@
-"""Shared machinery of the attacks: input checks, model handling, building the result.
+"""The start-up and wrap-up of every attack (:class:`AttackRun`), and the options they share.
 
 Every attack is a plain function ``attack(model, x, y, *, ...) -> AttackResult`` working on a
-whole batch at once, on the device of ``x``. The helpers here make sure that all of them
+whole batch at once, on the device of ``x``. Each runs its own loop inside
+``with attack_run(model, x, y, target) as run:``, which
 
-- validate their input before computing anything (``ValueError``/``TypeError`` naming the
-  argument), including the model's output shape ``(B, k)``;
-- put the model in eval mode for the attack and restore every submodule's mode afterwards;
-- take gradients with ``torch.autograd.grad`` w.r.t. the input only, so that the model's
-  parameters' ``.grad`` are never touched;
-- report the same :class:`~smoothlab.attacks.AttackResult` (in :mod:`._result`; the losses are
-  in :mod:`._losses`).
+- starts the timer, puts the model in eval mode for the attack and restores every submodule's
+  mode afterwards (:func:`~smoothlab.attacks._base.eval_mode`);
+- validates the input before computing anything (``ValueError``/``TypeError`` naming the
+  argument), including the model's output shape ``(B, k)``, and predicts on the clean images
+  (:func:`~smoothlab.attacks._base.prepare`, one forward pass);
+- builds the ``smoother=`` option on ``x`` (:meth:`AttackRun.resolve_smoother`);
+- reports the same :class:`~smoothlab.attacks.AttackResult` (:meth:`AttackRun.finish`: the pass
+  counts, the ``params`` with ``"norm"`` and ``"smoother"``, the name ``"s" + name`` of the
+  smooth version, the final prediction and the ``quantise=`` option).
+
+Gradients are taken with ``torch.autograd.grad`` w.r.t. the input only, so that the model's
+parameters' ``.grad`` are never touched. The losses are in :mod:`._losses`, the result in
+:mod:`._result`, the model handling and input checks in :mod:`._base`.
 """
 
 from __future__ import annotations
@@ -18,113 +25,17 @@ import contextlib
 import dataclasses
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from smoothlab._validation import check_choice, check_images, check_labels, check_range, check_tensor
+from smoothlab._validation import check_choice, check_range, check_tensor
+from smoothlab.attacks._base import Model, Prepared, eval_mode, l2, per_image, prepare
 from smoothlab.attacks._losses import is_adversarial
+from smoothlab.attacks._quantise import quantise_candidates
 from smoothlab.attacks._result import AttackResult
-
-Model = Callable[[torch.Tensor], torch.Tensor]
-
-
-# ---------------------------------------------------------------------------- model handling
-@contextlib.contextmanager
-def eval_mode(model: Model) -> Iterator[None]:
-    """Put ``model`` (if an ``nn.Module``) in eval mode, restoring each submodule's mode after."""
-    if not isinstance(model, torch.nn.Module):
-        yield
-        return
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, mode in modes:
-            m.training = mode
-
-
-def forward_checked(model: Model, x: torch.Tensor) -> torch.Tensor:
-    """Run ``model`` on ``x`` once (no gradient) and check it returns finite logits ``(B, k)``."""
-    if isinstance(model, torch.nn.Module):
-        p = next(model.parameters(), None)
-        if p is not None and p.device != x.device:
-            raise ValueError(
-                f"model has its parameters on {p.device} but x is on {x.device}; the attacks run on the "
-                "device of x, move the model there (model.to(x.device))"
-            )
-    with torch.no_grad():
-        out = model(x)
-    if not isinstance(out, torch.Tensor):
-        raise TypeError(f"model must return a torch.Tensor of logits of shape (B, k), got {type(out).__name__}")
-    b = x.shape[0]
-    if out.dim() != 2 or out.shape[0] != b or out.shape[1] < 2:
-        raise ValueError(
-            f"model must return logits of shape ({b}, k) with k >= 2 classes, got shape {tuple(out.shape)}"
-        )
-    if not out.dtype.is_floating_point:
-        raise TypeError(f"model must return floating-point logits, got dtype {out.dtype}")
-    if not bool(torch.isfinite(out).all()):
-        raise ValueError("model returned NaN or Inf logits on the clean images")
-    if out.device != x.device:
-        raise ValueError(f"model returned logits on {out.device} for images on {x.device}")
-    # probabilities instead of logits: every row in [0, 1] and summing to 1
-    if bool(((out >= 0) & (out <= 1)).all()) and bool(
-        torch.allclose(out.sum(1), torch.ones_like(out[:, 0]), atol=1e-3)
-    ):
-        warnings.warn(
-            "the model's outputs look like probabilities (every row in [0, 1] and summing to 1); the "
-            "attacks expect logits (eq. 3) and their gradients vanish through a softmax. Remove the "
-            "final softmax (log-probabilities are fine).",
-            UserWarning,
-            stacklevel=3,
-        )
-    return out
-
-
-@dataclass
-class Prepared:
-    """Checked inputs of an attack."""
-
-    x: torch.Tensor
-    y: torch.Tensor
-    target: torch.Tensor | None
-    pred_clean: torch.Tensor
-    num_classes: int
-
-    @property
-    def labels(self) -> torch.Tensor:
-        """The labels the loss is computed against: the target if any, else the true label."""
-        return self.y if self.target is None else self.target
-
-    @property
-    def targeted(self) -> bool:
-        return self.target is not None
-
-
-def prepare(model: Any, x: Any, y: Any, target: Any = None) -> Prepared:
-    """Validate the attack's inputs and compute the clean predictions (one forward pass)."""
-    if not callable(model):
-        raise TypeError(f"model must be callable (e.g. a torch.nn.Module), got {type(model).__name__}")
-    check_images(x, "x")
-    x = x.detach()
-    b = x.shape[0]
-    check_labels(y, b, "y")
-    y = y.detach().to(device=x.device, dtype=torch.long)
-    if target is not None:
-        check_labels(target, b, "target")
-        target = target.detach().to(device=x.device, dtype=torch.long)
-    logits = forward_checked(model, x)
-    k = logits.shape[1]
-    check_labels(y, b, "y", num_classes=k)
-    if target is not None:
-        check_labels(target, b, "target", num_classes=k)
-        if bool((target == y).any()):
-            raise ValueError("target must differ from the true label y for every image, got target == y")
-    return Prepared(x=x, y=y, target=target, pred_clean=logits.argmax(1), num_classes=k)
 
 
 # ---------------------------------------------------------------------------- parameters
@@ -227,17 +138,7 @@ def describe_smoother(smoother: Any) -> Any:
     return {"type": "callable", "name": getattr(smoother, "__qualname__", type(smoother).__name__)}
 
 
-# ---------------------------------------------------------------------------- maths
-def l2(v: torch.Tensor) -> torch.Tensor:
-    """Per-image L2 norm over all pixels and channels, shape ``(B,)``."""
-    return v.flatten(1).norm(dim=1)
-
-
-def per_image(v: torch.Tensor) -> torch.Tensor:
-    """Reshape a ``(B,)`` tensor to broadcast against images ``(B, C, H, W)``."""
-    return v.view(-1, 1, 1, 1)
-
-
+# ---------------------------------------------------------------------------- start-up and wrap-up
 def sync_time(x: torch.Tensor) -> float:
     """``time.perf_counter()`` after waiting for the device of ``x``."""
     if x.is_cuda:
@@ -257,12 +158,14 @@ def finish(
     t0: float,
     extra: dict[str, Any] | None = None,
     quantise: bool = False,
+    stacklevel: int = 3,
 ) -> AttackResult:
     """Predict on the candidate adversarial images (one forward pass) and build the result.
 
     Where the candidate is not adversarial, the original image is returned with its clean
     prediction (so ``pred_adv`` is always the model's prediction on ``x_adv``). ``quantise``:
     put the adversarial candidates on the 8-bit grid first (:mod:`._quantise`; more passes).
+    ``stacklevel``: that of the warning about non-finite candidates.
     """
     x = prep.x
     with torch.no_grad():
@@ -273,14 +176,12 @@ def finish(
                 f"{attack}: non-finite adversarial images for batch indices {bad[:10]}"
                 f"{'...' if len(bad) > 10 else ''} (NaN/Inf gradients from the model?); returned as failures",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=stacklevel,
             )
         candidate = torch.where(per_image(finite), candidate.detach(), x).clamp(0.0, 1.0)
         pred_cand = model(candidate).argmax(1)
         ok = is_adversarial(pred_cand, prep.labels, prep.targeted) & finite
         if quantise:
-            from smoothlab.attacks._quantise import quantise_candidates
-
             candidate, pred_cand, ok, passes, scale = quantise_candidates(
                 model, x, prep.labels, prep.targeted, candidate, ok
             )
@@ -307,3 +208,84 @@ def finish(
         extra=extra or {},
     )
 
+
+
+@dataclass
+class AttackRun:
+    """One call of an attack between its start-up and its wrap-up (made by :func:`attack_run`).
+
+    Attributes
+    ----------
+    model : callable
+        The attacked model (in eval mode during the run).
+    prep : Prepared
+        The checked inputs: ``prep.x``, ``prep.labels``, ``prep.targeted``, the clean predictions.
+    t0 : float
+        When the attack started (:func:`sync_time`).
+    smoother : object
+        The ``smoother=`` option as given (described in ``params["smoother"]``).
+    S : Smoother or None
+        The smoother built on ``x`` (:meth:`resolve_smoother`); ``None``: the plain attack.
+    """
+
+    model: Model
+    prep: Prepared
+    t0: float
+    smoother: Any = None
+    S: Any = None
+
+    def resolve_smoother(self, smoother: Any) -> Any:
+        """Build the ``smoother=`` option on ``x`` (:func:`resolve_smoother`), remembered for the result."""
+        self.smoother, self.S = smoother, resolve_smoother(smoother, self.prep.x)
+        return self.S
+
+    def name(self, attack: str) -> str:
+        """The attack's name: ``"s" + attack`` when it smooths (e.g. ``"spgd2"``), else ``attack``."""
+        return "s" + attack if self.S is not None else attack
+
+    def finish(
+        self,
+        candidate: torch.Tensor,
+        steps: int | torch.Tensor,
+        *,
+        attack: str,
+        norm: str,
+        params: dict[str, Any],
+        options: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
+        quantise: Any = False,
+    ) -> AttackResult:
+        """The attack's result on ``candidate`` (:func:`finish`).
+
+        ``steps`` gradient steps, an ``int`` or a ``(B,)`` tensor, each of one forward and one
+        backward pass, after the input check's forward pass: ``1 + steps`` forward and ``steps``
+        backward passes (then the final prediction's and the ``quantise=`` option's). ``params``
+        are reported as ``{**params, "norm": norm, "smoother": ..., **options}``, ``options``
+        being those shown only where not the default; the name is :meth:`name` of ``attack``.
+        """
+        x = self.prep.x
+        if isinstance(steps, torch.Tensor):
+            forward, backward = 1 + steps, steps.clone()
+        else:
+            forward = torch.full((x.shape[0],), 1 + steps, dtype=torch.long, device=x.device)
+            backward = torch.full((x.shape[0],), steps, dtype=torch.long, device=x.device)
+        params = {**params, "norm": norm, "smoother": describe_smoother(self.smoother), **(options or {})}
+        return finish(
+            self.model, self.prep, candidate, forward, backward, attack=self.name(attack), params=params,
+            t0=self.t0, extra=extra, quantise=check_quantise(quantise), stacklevel=4,
+        )
+
+
+@contextlib.contextmanager
+def attack_run(model: Any, x: Any, y: Any, target: Any = None) -> Iterator[AttackRun]:
+    """The start-up of an attack: start the timer, put ``model`` in eval mode, check the inputs.
+
+    ``with attack_run(model, x, y, target) as run:`` runs the attack's body with ``model`` in eval
+    mode (every submodule's mode restored after, whatever happens) and ``run.prep`` the checked
+    inputs (:func:`~smoothlab.attacks._base.prepare`: one forward pass); the body ends with
+    ``return run.finish(...)``.
+    """
+    t0 = sync_time(x) if isinstance(x, torch.Tensor) else 0.0
+    with eval_mode(model):
+        # the warning about probabilities points at the attack: prepare <- here <- __enter__ <- attack
+        yield AttackRun(model, prepare(model, x, y, target, stacklevel=4), t0)

@@ -25,20 +25,8 @@ from typing import Any, Literal
 import torch
 
 from smoothlab._validation import check_choice, check_int, check_range
-from smoothlab.attacks._common import (
-    Model,
-    Prepared,
-    batch_param,
-    check_quantise,
-    describe_smoother,
-    eval_mode,
-    finish,
-    per_image,
-    prepare,
-    resolve_smoother,
-    smooth_attack_option,
-    sync_time,
-)
+from smoothlab.attacks._base import Model, Prepared, per_image
+from smoothlab.attacks._common import AttackRun, attack_run, batch_param, smooth_attack_option
 from smoothlab.attacks._losses import is_adversarial, logit_difference, margin_loss
 from smoothlab.attacks._result import AttackResult
 
@@ -276,30 +264,20 @@ def _bisect(
 
 
 def _result(
-    model: Model,
-    prep: Prepared,
-    best: _Best,
-    iters_run: torch.Tensor,
-    params: dict[str, Any],
-    t0: float,
-    quantise: bool = False,
+    run: AttackRun, best: _Best, iters_run: torch.Tensor, params: dict[str, Any], quantise: Any
 ) -> AttackResult:
     """The :class:`AttackResult` of the best iterates, with ``extra["c"]`` (and ``"latent"``)."""
     extra: dict[str, Any] = {"c": best.c}
     if best.z is not None:
         extra["latent"] = best.z
-    attack = "scw" if best.z is not None else "cw"
-    res = finish(
-        model, prep, best.x, 1 + iters_run, iters_run.clone(), attack=attack, params=params, t0=t0, extra=extra,
-        quantise=quantise,
-    )
+    res = run.finish(best.x, iters_run, attack="cw", norm="l2", params=params, extra=extra, quantise=quantise)
     kept_best = res.success & torch.isfinite(best.d2)
     res.extra["c"] = torch.where(kept_best, best.c, math.nan)
     res.extra["aborted_at_first_step"] = best.trapped & kept_best
     n = res.first_step_aborts
     if n:
         warnings.warn(
-            f"{attack}: the early abort stopped {n} of {len(res)} images at their first Adam step, which was already "
+            f"{res.attack}: the early abort stopped {n} of {len(res)} images at their first Adam step, which was already "
             "adversarial: their x_adv is where one step of lr landed, not a minimum of the distortion "
             "(result.extra['aborted_at_first_step'] says which). Typical cause: a step lr too large for the "
             "number of pixels; try a smaller lr, search_steps > 1 (paper_settings(attack, 'imagenet') searches c) "
@@ -411,12 +389,11 @@ def cw(
     >>> res.extra["c"].shape                        # the constant 1/λ that found each x_adv
     torch.Size([4])
     """
-    t0 = sync_time(x) if isinstance(x, torch.Tensor) else 0.0
-    with eval_mode(model):
-        prep = prepare(model, x, y, target)
+    with attack_run(model, x, y, target) as run:
+        prep = run.prep
         x = prep.x
         const, c_p = batch_param(c, "c", x, positive=True)
-        S = resolve_smoother(smoother, x)
+        S = run.resolve_smoother(smoother)
         cfg = _check_settings(prep, margin, lr, iterations, search_steps, abort_early, penalty, S is not None)
         best = _Best(prep, smoothed=S is not None)
         iters_run = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
@@ -437,10 +414,8 @@ def cw(
             "search_steps": cfg.search_steps,
             "abort_early": cfg.abort_early,
             "penalty": cfg.penalty,
-            "norm": "l2",
-            "smoother": describe_smoother(smoother),
         }
-        res = _result(model, prep, best, iters_run, params, t0, quantise=check_quantise(quantise))
+        res = _result(run, best, iters_run, params, quantise)
         if record is not None:
             res.extra["trace"] = record.as_dict()
         return res

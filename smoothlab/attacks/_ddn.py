@@ -23,17 +23,8 @@ from typing import Any
 import torch
 
 from smoothlab._validation import check_int, check_range
-from smoothlab.attacks._common import (
-    Model,
-    check_quantise,
-    describe_smoother,
-    eval_mode,
-    finish,
-    l2,
-    prepare,
-    resolve_smoother,
-    sync_time,
-)
+from smoothlab.attacks._base import Model, l2
+from smoothlab.attacks._common import attack_run, check_quantise
 from smoothlab.attacks._losses import is_adversarial
 from smoothlab.attacks._minimal_norm import Best, Perturbation, cosine_schedule, required_smoother, unit
 from smoothlab.attacks._result import AttackResult
@@ -108,9 +99,8 @@ def ddn(
     >>> res.attack, res.forward_passes.tolist()  # input check, 50 steps, final prediction
     ('ddn', [52, 52, 52, 52])
     """
-    t0 = sync_time(x) if isinstance(x, torch.Tensor) else 0.0
-    with eval_mode(model):
-        prep = prepare(model, x, y, target)
+    with attack_run(model, x, y, target) as run:
+        prep = run.prep
         x = prep.x
         steps = check_int(steps, "steps", minimum=1)
         gamma = check_range(gamma, "gamma", 0.0, 1.0, low_open=True, high_open=True)
@@ -118,7 +108,7 @@ def ddn(
         step = check_range(step, "step", 0.0, None, low_open=True)
         step_final = check_range(step_final, "step_final", 0.0, None)
         quantise = check_quantise(quantise)
-        S = resolve_smoother(smoother, x)
+        S = run.resolve_smoother(smoother)
         P = Perturbation(x, S)
         best = Best(prep, smooth=S is not None)
         worst = l2(torch.maximum(x, 1.0 - x))  # the largest distortion the box allows
@@ -132,20 +122,8 @@ def ddn(
                 P.step(u, cosine_schedule(k + 1, steps, step, step_final))
                 eps = torch.where(adv, eps * (1.0 - gamma), eps * (1.0 + gamma)).minimum(worst)
                 P.rescale(eps, ball=False)
-        b = x.shape[0]
-        fwd = torch.full((b,), 1 + steps, dtype=torch.long, device=x.device)
-        bwd = torch.full((b,), steps, dtype=torch.long, device=x.device)
-        params: dict[str, Any] = {
-            "steps": steps,
-            "gamma": gamma,
-            "init_norm": init_norm,
-            "step": step,
-            "step_final": step_final,
-            "norm": "l2",
-            "smoother": describe_smoother(smoother),
-        }
-        attack = "sddn" if S is not None else "ddn"
-        res = finish(model, prep, best.x, fwd, bwd, attack=attack, params=params, t0=t0, quantise=quantise)
+        params = {"steps": steps, "gamma": gamma, "init_norm": init_norm, "step": step, "step_final": step_final}
+        res = run.finish(best.x, steps, attack="ddn", norm="l2", params=params, quantise=quantise)
         res.extra.update(best.extra(res.success))
         return res
 

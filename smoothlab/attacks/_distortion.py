@@ -26,21 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from smoothlab._validation import check_choice, check_int
-from smoothlab.attacks._common import (
-    Model,
-    Prepared,
-    batch_param,
-    check_quantise,
-    describe_smoother,
-    eval_mode,
-    finish,
-    l2,
-    per_image,
-    prepare,
-    resolve_smoother,
-    smooth_attack_option,
-    sync_time,
-)
+from smoothlab.attacks._base import Model, Prepared, eval_mode, l2, per_image, prepare
+from smoothlab.attacks._common import attack_run, batch_param, check_quantise, smooth_attack_option
 from smoothlab.attacks._losses import margin_loss
 from smoothlab.attacks._result import AttackResult
 
@@ -89,6 +76,11 @@ def _sign(g: torch.Tensor) -> torch.Tensor:
 def _smooth(S: Any, v: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return S(v, check_finite=False)
+
+
+def _loss_option(loss: str) -> dict[str, str]:
+    """``params["loss"]``, shown only where it is not the default cross-entropy."""
+    return {"loss": loss} if loss != "cross-entropy" else {}
 
 
 def fgsm(
@@ -142,26 +134,20 @@ def fgsm(
     >>> float((res.x_adv - x).abs().max()) <= 0.3 + 1e-6   # the L∞ budget
     True
     """
-    t0 = sync_time(x) if isinstance(x, torch.Tensor) else 0.0
-    with eval_mode(model):
-        prep = prepare(model, x, y, target)
+    with attack_run(model, x, y, target) as run:
+        prep = run.prep
         x = prep.x
         eps_t, eps_p = batch_param(eps, "eps", x)
         loss = check_choice(loss, "loss", LOSSES)
         quantise = check_quantise(quantise)
-        S = resolve_smoother(smoother, x)
+        S = run.resolve_smoother(smoother)
         g = _ascent_direction(model, x, prep, loss)
         if S is not None:
             g = _smooth(S, g)
         cand = (x + per_image(eps_t) * _sign(g)).clamp(0.0, 1.0)
-        b = x.shape[0]
-        fwd = torch.full((b,), 2, dtype=torch.long, device=x.device)
-        bwd = torch.ones(b, dtype=torch.long, device=x.device)
-        params = {"eps": eps_p, "norm": "linf", "smoother": describe_smoother(smoother)}
-        if loss != "cross-entropy":
-            params["loss"] = loss
-        attack = "sfgsm" if S is not None else "fgsm"
-        return finish(model, prep, cand, fwd, bwd, attack=attack, params=params, t0=t0, quantise=quantise)
+        return run.finish(
+            cand, 1, attack="fgsm", norm="linf", params={"eps": eps_p}, options=_loss_option(loss), quantise=quantise
+        )
 
 
 def ifgsm(
@@ -212,16 +198,15 @@ def ifgsm(
     >>> float((res.x_adv - x).abs().max()) <= 0.3 + 1e-6
     True
     """
-    t0 = sync_time(x) if isinstance(x, torch.Tensor) else 0.0
-    with eval_mode(model):
-        prep = prepare(model, x, y, target)
+    with attack_run(model, x, y, target) as run:
+        prep = run.prep
         x = prep.x
         eps_t, eps_p = batch_param(eps, "eps", x)
         step_t, step_p = batch_param(step, "step", x)
         iterations = check_int(iterations, "iterations", minimum=1)
         loss = check_choice(loss, "loss", LOSSES)
         quantise = check_quantise(quantise)
-        S = resolve_smoother(smoother, x)
+        S = run.resolve_smoother(smoother)
         lo = (x - per_image(eps_t)).clamp_min(0.0)
         hi = (x + per_image(eps_t)).clamp_max(1.0)
         xa = x.clone()
@@ -230,20 +215,10 @@ def ifgsm(
             if S is not None:
                 g = _smooth(S, g)
             xa = torch.minimum(torch.maximum(xa + per_image(step_t) * _sign(g), lo), hi)
-        b = x.shape[0]
-        fwd = torch.full((b,), 1 + iterations, dtype=torch.long, device=x.device)
-        bwd = torch.full((b,), iterations, dtype=torch.long, device=x.device)
-        params = {
-            "eps": eps_p,
-            "step": step_p,
-            "iterations": iterations,
-            "norm": "linf",
-            "smoother": describe_smoother(smoother),
-        }
-        if loss != "cross-entropy":
-            params["loss"] = loss
-        attack = "sifgsm" if S is not None else "ifgsm"
-        return finish(model, prep, xa, fwd, bwd, attack=attack, params=params, t0=t0, quantise=quantise)
+        params = {"eps": eps_p, "step": step_p, "iterations": iterations}
+        return run.finish(
+            xa, iterations, attack="ifgsm", norm="linf", params=params, options=_loss_option(loss), quantise=quantise
+        )
 
 
 def _project(r: torch.Tensor, eps: torch.Tensor, projection: str) -> torch.Tensor:
@@ -342,9 +317,8 @@ def pgd2(
     >>> res.params["eps"], res.params["smoother"]
     ([1.0, 2.0, 3.0, 5.0], None)
     """
-    t0 = sync_time(x) if isinstance(x, torch.Tensor) else 0.0
-    with eval_mode(model):
-        prep = prepare(model, x, y, target)
+    with attack_run(model, x, y, target) as run:
+        prep = run.prep
         x = prep.x
         eps_t, eps_p = batch_param(eps, "eps", x)
         step_t, step_p = batch_param(step, "step", x)
@@ -354,7 +328,7 @@ def pgd2(
         grad_at = check_choice(grad_at, "grad_at", GRAD_AT)
         loss = check_choice(loss, "loss", LOSSES)
         quantise = check_quantise(quantise)
-        S = resolve_smoother(smoother, x)
+        S = run.resolve_smoother(smoother)
         r = torch.zeros_like(x)
         xa = x  # the point where the gradient is taken
         for _ in range(iterations):
@@ -373,25 +347,12 @@ def pgd2(
             else:
                 xa = x + r  # ... but η is not clipped again: x + η may leave [0, 1]
         xa = xa.clamp(0.0, 1.0)  # only the final image is clipped (a no-op for "clipped")
-        b = x.shape[0]
-        fwd = torch.full((b,), 1 + iterations, dtype=torch.long, device=x.device)
-        bwd = torch.full((b,), iterations, dtype=torch.long, device=x.device)
-        params: dict[str, Any] = {
-            "eps": eps_p,
-            "step": step_p,
-            "iterations": iterations,
-            "projection": projection,
-            "norm": "l2",
-            "smoother": describe_smoother(smoother),
-        }
-        if S is not None:
-            params["smooth"] = smooth
+        params = {"eps": eps_p, "step": step_p, "iterations": iterations, "projection": projection}
+        options: dict[str, Any] = {"smooth": smooth} if S is not None else {}
         if grad_at != "clipped":
-            params["grad_at"] = grad_at
-        if loss != "cross-entropy":
-            params["loss"] = loss
-        attack = "spgd2" if S is not None else "pgd2"
-        return finish(model, prep, xa, fwd, bwd, attack=attack, params=params, t0=t0, quantise=quantise)
+            options["grad_at"] = grad_at
+        options.update(_loss_option(loss))
+        return run.finish(xa, iterations, attack="pgd2", norm="l2", params=params, options=options, quantise=quantise)
 
 
 def spgd2(model: Model, x: torch.Tensor, y: torch.Tensor, *, smoother: Any = "mnist", **kwargs: Any) -> AttackResult:

@@ -30,17 +30,8 @@ from typing import Any
 import torch
 
 from smoothlab._validation import check_int, check_range
-from smoothlab.attacks._common import (
-    Model,
-    check_quantise,
-    describe_smoother,
-    eval_mode,
-    finish,
-    l2,
-    prepare,
-    resolve_smoother,
-    sync_time,
-)
+from smoothlab.attacks._base import Model, l2
+from smoothlab.attacks._common import attack_run, check_quantise
 from smoothlab.attacks._losses import is_adversarial
 from smoothlab.attacks._minimal_norm import Best, Perturbation, cosine_schedule, required_smoother, unit
 from smoothlab.attacks._result import AttackResult
@@ -103,9 +94,8 @@ def fmn(
     >>> res.attack, res.params["gamma_final"]
     ('fmn', 0.001)
     """
-    t0 = sync_time(x) if isinstance(x, torch.Tensor) else 0.0
-    with eval_mode(model):
-        prep = prepare(model, x, y, target)
+    with attack_run(model, x, y, target) as run:
+        prep = run.prep
         x = prep.x
         steps = check_int(steps, "steps", minimum=1)
         step = check_range(step, "step", 0.0, None, low_open=True)
@@ -113,7 +103,7 @@ def fmn(
         gamma = check_range(gamma, "gamma", 0.0, 1.0, low_open=True, high_open=True)
         gamma_final = check_range(gamma_final, "gamma_final", 0.0, 1.0, high_open=True)
         quantise = check_quantise(quantise)
-        S = resolve_smoother(smoother, x)
+        S = run.resolve_smoother(smoother)
         P = Perturbation(x, S)
         best = Best(prep, smooth=S is not None)
         worst = l2(torch.maximum(x, 1.0 - x))  # the largest distortion the box allows
@@ -137,20 +127,8 @@ def fmn(
                 ).minimum(worst)
                 P.step(u, a, d)
                 P.rescale(eps, ball=True)
-        b = x.shape[0]
-        fwd = torch.full((b,), 1 + steps, dtype=torch.long, device=x.device)
-        bwd = torch.full((b,), steps, dtype=torch.long, device=x.device)
-        params: dict[str, Any] = {
-            "steps": steps,
-            "step": step,
-            "step_final": step_final,
-            "gamma": gamma,
-            "gamma_final": gamma_final,
-            "norm": "l2",
-            "smoother": describe_smoother(smoother),
-        }
-        attack = "sfmn" if S is not None else "fmn"
-        res = finish(model, prep, best.x, fwd, bwd, attack=attack, params=params, t0=t0, quantise=quantise)
+        params = {"steps": steps, "step": step, "step_final": step_final, "gamma": gamma, "gamma_final": gamma_final}
+        res = run.finish(best.x, steps, attack="fmn", norm="l2", params=params, quantise=quantise)
         res.extra.update(best.extra(res.success))
         return res
 

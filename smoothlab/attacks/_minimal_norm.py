@@ -33,7 +33,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from smoothlab.attacks._common import Model, Prepared, l2, per_image
+from smoothlab.attacks._base import Model, Prepared, l2, per_image
 from smoothlab.attacks._losses import is_adversarial, logit_difference
 
 

@@ -19,11 +19,14 @@ steps 1-2, NaN where the attack failed). The original images are assumed to be 8
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
 import torch
 
+from smoothlab._validation import check_images
+from smoothlab.attacks._base import eval_mode, l2, per_image, prepare
 from smoothlab.attacks._losses import is_adversarial
 
 __all__ = ["QUANTISE_SCALES", "LEVELS", "quantise", "quantise_candidates", "to_8bit"]
@@ -108,11 +111,6 @@ def quantise(model: Any, x: torch.Tensor, y: torch.Tensor, result: Any, *, targe
         ``x`` or ``result.x_adv`` outside ``[0, 1]`` (8-bit quantisation is defined on ``[0, 1]``
         data), or shapes that do not match.
     """
-    import dataclasses
-
-    from smoothlab._validation import check_images
-    from smoothlab.attacks._common import eval_mode, l2, per_image, prepare
-
     check_images(x, "x")
     x_adv = getattr(result, "x_adv", None)
     if not isinstance(x_adv, torch.Tensor):
