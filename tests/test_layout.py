@@ -4,6 +4,7 @@
   module of the same name (``smoothlab.attacks.cw`` stays the function whatever was imported);
 - importing smoothlab and its subpackages changes no process-wide state;
 - no module imports a private module (``_name``) of another package (:func:`private_imports`);
+- no import circle among smoothlab's modules, imports inside functions included (:func:`import_circles`);
 - ``python -m smoothlab`` is the command.
 """
 
@@ -166,11 +167,17 @@ def _owner(module: str) -> str | None:
 def _imported(tree: ast.AST, importer: str, is_package: bool, modules: set[str]) -> set[str]:
     """Every smoothlab module ``importer`` imports (top level, in functions, or named by a string)."""
     package = importer if is_package else importer.rpartition(".")[0]
-    docstrings = {
+    not_modules = {  # docstrings
         id(node.body[0].value)
         for node in ast.walk(tree)
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
         and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)
+    }
+    not_modules |= {  # logging.getLogger("smoothlab.bench") names a logger, not a module to import
+        id(arg)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) == "getLogger"
+        for arg in node.args
     }
     found: set[str] = set()
     for node in ast.walk(tree):
@@ -181,9 +188,11 @@ def _imported(tree: ast.AST, importer: str, is_package: bool, modules: set[str])
             if node.level:  # relative: from .x import y
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join(anchor + ([base] if base else []))
-            found.add(base)
-            found.update(f"{base}.{alias.name}" for alias in node.names if f"{base}.{alias.name}" in modules)
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            submodules = {f"{base}.{alias.name}" for alias in node.names} & modules
+            found.update(submodules)
+            if len(submodules) < len(node.names):  # some name is the package's own, not a submodule
+                found.add(base)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in not_modules:
             if node.value in modules:
                 found.add(node.value)
     return {m for m in found if m == "smoothlab" or m.startswith("smoothlab.")}
@@ -241,3 +250,81 @@ def test_private_import_rule(importer: str, code: str, expected: set[str]) -> No
     modules = {"smoothlab.models._registry", "smoothlab.data._mnist", "smoothlab._validation", "smoothlab.models"}
     found = private_imports({importer: (code, False)}, modules)
     assert found == {(importer, target) for target in expected}
+
+
+# --------------------------------------------------------------------------- import circles
+#
+# The rule: the modules of smoothlab form floors (CONTRIBUTING.md, "Layers"), so no module imports,
+# even lazily inside a function, a module that imports it back, directly or through others. An
+# import of a package's submodule (``from smoothlab.bench import storage``) is an edge to the
+# submodule; one of a name defined or re-exported by a package's __init__ is an edge to the package.
+
+
+def _import_graph(sources: dict[str, tuple[str, bool]], modules: set[str]) -> dict[str, set[str]]:
+    """module -> the smoothlab modules it imports (top level, in functions, or named by a string)."""
+    return {
+        importer: (_imported(ast.parse(code), importer, is_package, modules) & modules) - {importer}
+        for importer, (code, is_package) in sources.items()
+    }
+
+
+def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import circles of ``graph``: its strongly connected components of two modules or more
+    (Tarjan's algorithm), each sorted, the list sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = stack[stack.index(v):]
+            del stack[stack.index(v):]
+            if len(component) > 1:
+                circles.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return sorted(circles)
+
+
+def test_no_import_circle_among_smoothlab_modules() -> None:
+    sources, modules = _package_sources()
+    graph = _import_graph(sources, modules)
+    assert "smoothlab.attacks._base" in graph["smoothlab.attacks._quantise"]  # the graph sees the imports
+    circles = import_circles(graph)
+    assert not circles, "import circles (move what both need to a lower module): " + "; ".join(
+        " <-> ".join(c) for c in circles
+    )
+
+
+@pytest.mark.parametrize(
+    "sources, expected",
+    [
+        pytest.param({"smoothlab.a._x": "def f():\n    from smoothlab.a._y import g", "smoothlab.a._y": "from smoothlab.a._x import h"},
+                     [["smoothlab.a._x", "smoothlab.a._y"]], id="lazy-import-in-function"),
+        pytest.param({"smoothlab.a": "from smoothlab.a._x import f", "smoothlab.a._x": "def f():\n    from smoothlab import a"},
+                     [["smoothlab.a", "smoothlab.a._x"]], id="back-up-to-the-package"),
+        pytest.param({"smoothlab.a": "from smoothlab.a._x import f", "smoothlab.a._x": "from smoothlab.a._y import g",
+                      "smoothlab.a._y": "from smoothlab.a import h"},
+                     [["smoothlab.a", "smoothlab.a._x", "smoothlab.a._y"]], id="through-another"),
+        pytest.param({"smoothlab.a": "from smoothlab.a._x import f", "smoothlab.a._x": "from smoothlab.a import _y",
+                      "smoothlab.a._y": "x = 1"}, [], id="submodule-of-the-package"),
+        pytest.param({"smoothlab.a": "from smoothlab.a._x import f",
+                      "smoothlab.a._x": "import logging\nlog = logging.getLogger('smoothlab.a')"}, [], id="logger-name"),
+        pytest.param({"smoothlab.a": "T = {'f': 'smoothlab.a._x'}", "smoothlab.a._x": "from smoothlab.a import g"},
+                     [["smoothlab.a", "smoothlab.a._x"]], id="importlib-table"),
+    ],
+)
+def test_import_circle_rule(sources: dict[str, str], expected: list[list[str]]) -> None:
+    srcs = {m: (code, m == "smoothlab.a") for m, code in sources.items()}
+    assert import_circles(_import_graph(srcs, set(srcs))) == expected

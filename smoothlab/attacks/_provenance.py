@@ -14,7 +14,14 @@ from typing import Any
 
 from smoothlab._validation import check_choice
 from smoothlab.attacks._presets import PAPER_DATASETS, paper_settings
-from smoothlab.attacks._registry import AUTHORS_OPTIONS, PAPER_ATTACKS, PAPER_OPTIONS, AttackEntry, attack_entry
+from smoothlab.attacks._registry import (
+    ATTACKS,
+    AUTHORS_OPTIONS,
+    PAPER_ATTACKS,
+    PAPER_OPTIONS,
+    AttackEntry,
+    attack_entry,
+)
 
 __all__ = ["settings_provenance"]
 
@@ -52,10 +59,8 @@ def _lookup(values: Any, options: Any, dataset: str, setting: str) -> Any:
 
 def _defaults(attack: str) -> dict[str, Any]:
     """Keyword defaults of the attack function (spgd2 / scw forward to pgd2 / cw)."""
-    from smoothlab import attacks
-
     base = {"spgd2": "pgd2", "scw": "cw"}.get(attack, attack)
-    params = inspect.signature(attacks.ATTACKS[base]).parameters
+    params = inspect.signature(ATTACKS[base]).parameters
     return {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
 
 

@@ -154,14 +154,15 @@ def build_model(name: str, device: Any = None) -> Any:
 
     device = torch.device(device or "cpu")
     if name in MODELS:
-        from smoothlab.models import c4, imagenet
+        from smoothlab.models._c4 import c4
+        from smoothlab.models._imagenet import imagenet
 
         how = dict(MODELS[name])
         bilateral = how.pop("bilateral", None)
         build = c4 if how.pop("family") == "c4" else imagenet
         model = build(**how, device=device)
         if bilateral is not None:
-            from smoothlab.models import BilateralDefence
+            from smoothlab.models._defences import BilateralDefence
 
             model = BilateralDefence(model, **dict(bilateral))
         return model.to(device).eval()
