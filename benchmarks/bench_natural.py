@@ -112,7 +112,7 @@ def cw_presets(ids: list[int], threads: int = 1) -> None:
             secs = time.perf_counter() - t0
             d = ", ".join(f"{v:.3f}" if s else "fail" for v, s in zip(res.distortion.tolist(), res.success.tolist()))
             rows.append(f"| {attack} | {preset} | {d} | {res.distortion[res.success].mean():.3f} | "
-                        f"{res.forward_passes.float().mean():.0f} | {res.first_step_aborts} | {secs / len(x):.1f} |")
+                        f"{res.forward_passes.float().mean():.0f} | {res.first_success_aborts} | {secs / len(x):.1f} |")
             print(rows[-1], flush=True)
             for w in caught:
                 print(f"    warning: {str(w.message)[:100]}...")

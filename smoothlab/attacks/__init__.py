@@ -40,7 +40,7 @@ Implementation modules are private: ``_distortion`` (FGSM, I-FGSM, PGD2, sPGD2),
 
 from __future__ import annotations
 
-from smoothlab.attacks._cw import FirstStepAbortWarning, cw, scw
+from smoothlab.attacks._cw import FirstSuccessAbortWarning, cw, scw
 from smoothlab.attacks._ddn import ddn, sddn
 from smoothlab.attacks._distortion import GRAD_AT, LOSSES, fgsm, ifgsm, loss_gradient, pgd2, spgd2
 from smoothlab.attacks._fmn import fmn, sfmn
@@ -69,7 +69,7 @@ __all__ = [
     "ATTACK_LABELS",
     "AttackEntry",
     "AttackResult",
-    "FirstStepAbortWarning",
+    "FirstSuccessAbortWarning",
     "attack_entry",
     "attack_names",
     "attack_payload",

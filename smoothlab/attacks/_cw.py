@@ -30,7 +30,7 @@ from smoothlab.attacks._common import AttackRun, attack_run, batch_param, smooth
 from smoothlab.attacks._losses import is_adversarial, logit_difference, margin_loss
 from smoothlab.attacks._result import AttackResult
 
-__all__ = ["FirstStepAbortWarning", "cw", "scw"]
+__all__ = ["FirstSuccessAbortWarning", "cw", "scw"]
 
 # Step parity: ``lr`` is in pixel units for both attacks. sC&W's variable z is in pixel units and
 # ŝ_α averages (its rows are non-negative and sum to 1), so a step of η on z moves no pixel of r by
@@ -53,8 +53,8 @@ _ABORT_FACTOR = 0.9999  # abort when loss > 0.9999 x loss at the previous check 
 _SATURATING_LR = 0.5
 
 
-class FirstStepAbortWarning(RuntimeWarning):
-    """The early abort stopped images at their first Adam step, which was already adversarial (see :func:`cw`)."""
+class FirstSuccessAbortWarning(RuntimeWarning):
+    """The early abort stopped images at the first check after their first success (see :func:`cw`)."""
 
 
 @dataclass(frozen=True)
@@ -114,16 +114,14 @@ class _Best:
         self.c = torch.full((b,), math.nan, dtype=dt, device=x.device)
         self.z = torch.zeros_like(x) if smoothed else None
         self.step = torch.full((b,), -1, dtype=torch.long, device=x.device)  # search step of the best iterate
-        self.it = torch.full((b,), -1, dtype=torch.long, device=x.device)  # its iteration in that step
         self.trapped = torch.zeros(b, dtype=torch.bool, device=x.device)  # see _optimise
 
     def update(self, idx: torch.Tensor, succ: torch.Tensor, d2: torch.Tensor, xa: torch.Tensor, active: "_Active",
-               step: int, it: int) -> None:
+               step: int) -> None:
         """Keep the iterates ``xa`` (images ``idx``) that succeed with a smaller distortion ``d2``."""
         better = succ & (d2 < self.d2[idx])
         self.d2[idx] = torch.where(better, d2, self.d2[idx])
         self.step[idx] = torch.where(better, step, self.step[idx])
-        self.it[idx] = torch.where(better, it, self.it[idx])
         self.x[idx] = torch.where(per_image(better), xa, self.x[idx])
         self.c[idx] = torch.where(better, active.cst, self.c[idx])
         if self.z is not None:
@@ -140,24 +138,27 @@ class _Active:
         self.m1 = torch.zeros_like(self.var)
         self.m2 = torch.zeros_like(self.var)
         self.prev = const.new_full((x.shape[0],), math.inf)  # the loss at the previous check
+        # iteration of the image's first successful iterate in this step (-1: none yet)
+        self.first = torch.full((x.shape[0],), -1, dtype=torch.long, device=x.device)
 
-    def drop_stalled(self, cur: torch.Tensor, first_check: bool, stopped: torch.Tensor) -> bool:
+    def drop_stalled(self, cur: torch.Tensor, since: int, trapped: torch.Tensor) -> bool:
         """Early abort: keep the images whose loss ``cur`` fell below 0.9999 x the previous check's.
-        At the step's ``first_check``, the dropped images are marked in ``stopped`` (global indices).
+        A dropped image whose first success in this step came after the previous check (iteration
+        ``since``) is marked in ``trapped`` (global indices): the abort stopped it at the first check
+        after its first success, before a whole check interval could refine it.
 
         Returns False when none is left.
         """
         keep = cur <= self.prev * _ABORT_FACTOR
-        if first_check:
-            stopped[self.idx] = ~keep
+        trapped[self.idx] = ~keep & (self.first > since)
         self.prev = cur
         kept = keep.nonzero().squeeze(1)  # the one host sync of this check
         if kept.numel() < self.idx.numel():
             if kept.numel() == 0:
                 self.idx = self.idx[:0]
                 return False
-            self.idx, self.xo, self.lab, self.cst, self.prev = (
-                self.idx[kept], self.xo[kept], self.lab[kept], self.cst[kept], self.prev[kept]
+            self.idx, self.xo, self.lab, self.cst, self.prev, self.first = (
+                self.idx[kept], self.xo[kept], self.lab[kept], self.cst[kept], self.prev[kept], self.first[kept]
             )
             self.var, self.m1, self.m2 = self.var[kept], self.m1[kept], self.m2[kept]
             if self.S is not None:
@@ -222,7 +223,7 @@ def _optimise(
     image (``found``: some iterate succeeded) and counting its iterations in ``iters_run``
     (and recording every iterate in ``trace`` when given)."""
     last = 0
-    stopped = torch.zeros_like(found)  # dropped by the abort at the step's first check
+    trapped = torch.zeros_like(found)  # stopped by the abort at the first check after their first success
     for it in range(cfg.iterations):
         loss, logits, xa, grad = _loss_and_gradient(model, act, cfg)
         with torch.no_grad():
@@ -232,8 +233,9 @@ def _optimise(
                 logit_difference(logits, act.lab, cfg.targeted) >= cfg.margin
             )
             d2 = (xa - act.xo).flatten(1).pow(2).sum(1)
-            best.update(act.idx, succ, d2, xa, act, step, it)
+            best.update(act.idx, succ, d2, xa, act, step)
             found[act.idx] |= succ
+            act.first = torch.where(succ & (act.first < 0), it, act.first)
             if trace is not None:
                 trace.record(step, it, act, loss, logits, d2, succ, cfg)
             _adam_update(act, grad, it + 1, cfg.lr * cfg.variable_step)
@@ -243,13 +245,11 @@ def _optimise(
                 continue
             iters_run[act.idx] += it + 1 - last
             last = it + 1
-            if not act.drop_stalled(loss.detach(), it == cfg.check_every, stopped):
+            since = it - cfg.check_every if it > cfg.check_every else -1  # the previous check (iteration 0 counts)
+            if not act.drop_stalled(loss.detach(), since, trapped):
                 break
     iters_run[act.idx] += cfg.iterations - last
-    # the first-step trap: the best iterate is this step's first Adam step (iterate 1; iterate 0 is
-    # x_o) and the abort ended the step at its first check, so nothing refined it
-    this = best.step == step
-    best.trapped = torch.where(this, stopped & (best.it <= 1), best.trapped)
+    best.trapped = torch.where(best.step == step, trapped, best.trapped)
 
 
 def _bisect(
@@ -273,16 +273,17 @@ def _result(
     res = run.finish(best.x, iters_run, attack="cw", norm="l2", params=params, extra=extra, quantise=quantise)
     kept_best = res.success & torch.isfinite(best.d2)
     res.extra["c"] = torch.where(kept_best, best.c, math.nan)
-    res.extra["aborted_at_first_step"] = best.trapped & kept_best
-    n = res.first_step_aborts
+    res.extra["aborted_at_first_success"] = best.trapped & kept_best
+    n = res.first_success_aborts
     if n:
         warnings.warn(
-            f"{res.attack}: the early abort stopped {n} of {len(res)} images at their first Adam step, which was already "
-            "adversarial: their x_adv is where one step of lr landed, not a minimum of the distortion "
-            "(result.extra['aborted_at_first_step'] says which). Typical cause: a step lr too large for the "
+            f"{res.attack}: the early abort stopped {n} of {len(res)} images at the first check after their first "
+            "successful iterate, before a whole check interval could lower their distortion: their x_adv is close to "
+            "where the attack first crossed the boundary, not a minimum "
+            "(result.extra['aborted_at_first_success'] says which). Typical cause: a step lr too large for the "
             "number of pixels; try a smaller lr, search_steps > 1 (paper_settings(attack, 'imagenet') searches c) "
             "or abort_early=False",
-            FirstStepAbortWarning,
+            FirstSuccessAbortWarning,
             stacklevel=4,
         )
     if best.z is not None:
@@ -342,11 +343,13 @@ def cw(
         Check every ``iterations // 10`` iterations and stop an image whose objective is above
         0.9999 times its objective at the previous check (the rule of [1] and of the authors' code,
         which checks every tenth of the iterations with the same factor; theirs, at batch 1 on
-        ImageNet, is per image as here). The first-step trap: when an image's first Adam step is
-        already adversarial (a large ``lr`` on many pixels), the objective then rises, the abort
-        stops the step at its first check and ``x_adv`` is that first step, not a minimum:
-        ``extra["aborted_at_first_step"]`` flags those images, ``result.first_step_aborts``
-        counts them and a :class:`FirstStepAbortWarning` says so.
+        ImageNet, is per image as here). The first-success trap: when an image succeeds and the
+        objective then rises (typically a step ``lr`` large for the number of pixels: with sec.
+        5.2's ``η = 0.1`` the first step on a photo is already adversarial), the abort stops it at
+        the first check after that first success, and ``x_adv`` is close to where the attack first
+        crossed the boundary, not a minimum:
+        ``extra["aborted_at_first_success"]`` flags those images, ``result.first_success_aborts``
+        counts them and a :class:`FirstSuccessAbortWarning` says so.
     smoother : None, "mnist", Smoother, SmoothingSpec or callable
         ``None`` (default): no smoothing. Otherwise smoothing guided by ``x``: sC&W (eq. 18)
         optimises a latent ``z``, ``z_0 = 0``, with ``x_a = c(x_o + ŝ_α(z))``; attack ``"scw"``.

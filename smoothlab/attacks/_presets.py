@@ -50,7 +50,7 @@ def paper_settings(attack: str, dataset: str = "mnist", *, eps: bool = True, pre
         ``η = 0.1`` (and ``||r||²``). It is kept to show why it is not the default: a first Adam
         step of 0.1 on each of a photo's 150,528 values is already adversarial at a large
         distortion, the objective then rises, and the early abort stops the image there
-        (``AttackResult.first_step_aborts`` counts such images). The default follows the paper's
+        (``AttackResult.first_success_aborts`` counts such images). The default follows the paper's
         own "C&W internally optimizes its parameter c = 1/λ independently per image" (sec. 5.3)
         with the settings of the authors' ImageNet scripts, converted to our ``[0, 1]`` units:
         9 search steps of 100 iterations, ``η = 0.005`` for both, initial ``c`` 0.25 (C&W) and 0.5

@@ -40,9 +40,9 @@ class AttackResult:
     extra : dict
         Attack-specific tensors, e.g. for C&W ``"c"`` (the constant ``1/λ`` of the best iterate),
         for sC&W, sDDN and sFMN ``"latent"`` (the latent ``z`` of eq. 18 with
-        ``x_adv = c(x + ŝ_α(z))``), for C&W and sC&W ``"aborted_at_first_step"`` (the
-        images the early abort stopped at their first Adam step, already adversarial,
-        counted by :attr:`first_step_aborts`), and with ``quantise=True`` ``"quantise_scale"`` (the stretch of
+        ``x_adv = c(x + ŝ_α(z))``), for C&W and sC&W ``"aborted_at_first_success"`` (the
+        images the early abort stopped at the first check after their first success,
+        counted by :attr:`first_success_aborts`), and with ``quantise=True`` ``"quantise_scale"`` (the stretch of
         the perturbation that survived rounding to 8 bits, NaN where none did).
 
     Notes
@@ -70,11 +70,11 @@ class AttackResult:
         return int(self.x_adv.shape[0])
 
     @property
-    def first_step_aborts(self) -> int:
-        """How many images C&W's early abort stopped at their first Adam step, which was already
-        adversarial (``extra["aborted_at_first_step"]``; 0 for attacks without an early abort): their
-        ``x_adv`` is where one step of ``lr`` landed, not a minimum of the distortion."""
-        flags = self.extra.get("aborted_at_first_step")
+    def first_success_aborts(self) -> int:
+        """How many images C&W's early abort stopped at the first check after their first successful
+        iterate (``extra["aborted_at_first_success"]``; 0 for attacks without an early abort): their
+        ``x_adv`` is close to where the attack first crossed the boundary, not a minimum."""
+        flags = self.extra.get("aborted_at_first_success")
         return 0 if flags is None else int(flags.sum())
 
     def _summary(self) -> dict[str, Any]:
@@ -93,8 +93,8 @@ class AttackResult:
         smoother = self.params.get("smoother")
         if isinstance(smoother, dict):
             fields["smoother"] = {k: smoother[k] for k in ("type", "kernel", "lam", "alpha") if k in smoother}
-        if self.first_step_aborts:
-            fields["first_step_aborts"] = self.first_step_aborts
+        if self.first_success_aborts:
+            fields["first_success_aborts"] = self.first_success_aborts
         fields["seconds"] = self.seconds
         return fields
 
