@@ -114,6 +114,8 @@ def test_spec_json_hash_and_defaults():
         pytest.param(lambda: parse_budgets("pgd2=1,x"), "number", id="parse_budgets(pgd2=1,x)"),
         pytest.param(lambda: parse_images("0:a"), "malformed images", id="parse_images(0:a)"),
         pytest.param(lambda: tiny_spec().with_budgets({"cw": (1.0,)}), "not in this spec", id="spec().with_budgets({cw: (1.0,)})"),
+        pytest.param(lambda: tiny_spec().with_budgets({"pgd2": (3.0, 1.0)}), "strictly increasing", id="spec().with_budgets({pgd2: (3, 1)})"),
+        pytest.param(lambda: tiny_spec().with_budgets({"pgd2": (0.0, 1.0)}), "> 0", id="spec().with_budgets({pgd2: (0, 1)})"),
     ],
 )
 def test_spec_errors(make, match):

@@ -20,6 +20,13 @@ adversarial iterate seen. Smoothness is the ``smoother=`` option, as for C&W (se
   rescaled, which rescales ``r`` exactly: ``ŝ_α`` is linear, and truncated CG is homogeneous
   too). ``z`` is not clipped; ``c`` only acts on ``x_a``, as in sC&W.
 
+Step parity (issue 19): what bounds the perturbation is the radius ``ε`` of ``||r||``, and it is the same
+for the plain and the smooth versions (the same ``init_norm``, ``gamma``: the same L2 sphere or ball per
+iteration). The gradient step ``α`` is an L2 length in the attacked variable, ``δ`` or ``z``; in the smooth
+versions it moves ``r`` by ``||ŝ_α(α u)||``, which the smoothing shrinks for a rough direction ``u``, and the
+radius then rescales. Unlike C&W's ``lr`` (a per-pixel bound, see :func:`smoothlab.attacks.cw`), ``α``
+is therefore not a pixel step in the smooth versions.
+
 So for an affine model the plain attacks move along ``w`` and the smooth ones along
 ``ŝ_α(ŝ_αᵀ w)``: the least L2 norm that crosses the boundary along that direction is their
 optimum (the tests check both in closed form).

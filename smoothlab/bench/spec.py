@@ -18,7 +18,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from smoothlab._validation import check_int
-from smoothlab.attacks import IMAGENET_PARAMS, MNIST_PARAMS, PAPER_ATTACKS, attack_entry, attack_names, budget_grids
+from smoothlab.attacks import (
+    IMAGENET_PARAMS,
+    MNIST_PARAMS,
+    PAPER_ATTACKS,
+    attack_entry,
+    attack_names,
+    budget_grids,
+    check_grid,
+)
 from smoothlab.data import DATASETS, dataset_entry
 from smoothlab.models import MODEL_DATASETS, MODELS, model_names
 
@@ -524,7 +532,8 @@ class BenchSpec:
         return dataclasses.replace(self, **changes)
 
     def with_budgets(self, budgets: Mapping[str, Sequence[float]]) -> BenchSpec:
-        """A copy with the budgets of some attacks replaced (``{"pgd2": (1, 2, 3)}``)."""
+        """A copy with the budgets of some attacks replaced (``{"pgd2": (1, 2, 3)}``); each grid must be
+        strictly increasing with budgets > 0 (:func:`smoothlab.attacks.check_grid`)."""
         keys = [a.key for a in self.attacks]
         unknown = [k for k in budgets if k not in keys]
         if unknown:
@@ -534,7 +543,8 @@ class BenchSpec:
             if a.key in budgets:
                 if not a.budgets:
                     raise ValueError(f"attack {a.key!r} targets optimality and runs once; it takes no budgets")
-                a = dataclasses.replace(a, budgets=tuple(budgets[a.key]))
+                grid = check_grid(budgets[a.key], f"budgets of attack {a.key!r}")
+                a = dataclasses.replace(a, budgets=grid)
             attacks.append(a)
         return self.replace(attacks=tuple(attacks))
 
