@@ -109,3 +109,18 @@ def test_default_imagenet_presets_end_far_below_the_literal_reading(photos, atta
     # each photo ends far below where the literal settings stop it (measured: D about 0.2-0.5 against 3-35)
     assert (res.distortion < 0.2 * trapped.distortion).all(), (res.distortion, trapped.distortion)
     assert res.forward_passes.min() > 100  # several search steps ran
+
+
+def test_paper_imagenet_distortions_are_compared_in_our_unit() -> None:
+    """The authors measure ImageNet D on [-1, 1] pixels: the comparison halves the paper's D̄ (MNIST stays)."""
+    import pandas as pd
+
+    from smoothlab.paper import PAPER_UNIT_SCALE, compare_with_paper
+
+    ours = pd.DataFrame({"p_success": [1.0], "mean_distortion": [0.9]}, index=["pgd2"])
+    t = compare_with_paper(ours, 1, "ImageNet InceptionV3")
+    row = t.loc["PGD2"]
+    assert PAPER_UNIT_SCALE["ImageNet InceptionV3"] == 2.0
+    assert row["D̄ (paper)"] == 1.80 and row["D̄ (paper, our unit)"] == 0.90 and row["gap"] == ""
+    m = compare_with_paper(ours.assign(mean_distortion=1.71), 1, "MNIST C4").loc["PGD2"]
+    assert m["D̄ (paper)"] == m["D̄ (paper, our unit)"] == 1.71
