@@ -378,7 +378,7 @@ def test_lite0_top1_on_the_sample(lite0: torch.nn.Module) -> None:
 
 @pytest.fixture(scope="module")
 def attacked(lite0: torch.nn.Module, photos: tuple[torch.Tensor, torch.Tensor]) -> dict[str, smoothlab.attacks.AttackResult]:
-    """PGD2, sPGD2, C&W and sC&W with the paper's ImageNet settings (sec. 5.2) on two photos."""
+    """PGD2, sPGD2, C&W and sC&W with the ImageNet presets (``paper_settings``) on two photos."""
     from smoothlab.bench.spec import IMAGENET_PARAMS
 
     x, y = photos
@@ -414,12 +414,16 @@ def test_smooth_perturbations_are_smooth_like_the_photo(photos: tuple[torch.Tens
 def test_smooth_perturbations_keep_jumps_across_edges(photos: tuple[torch.Tensor, torch.Tensor], attacked: dict) -> None:
     """Across the photo's strongest edges (top 1 % of neighbour colour distances) the perturbation of
     sC&W / sPGD2 changes much more than between neighbours in flat regions (bottom half): it stays
-    sharp where the image is sharp. Plain C&W's noise changes about as much everywhere."""
+    sharp where the image is sharp. Plain C&W's noise changes about as much everywhere, or less.
+
+    With c searched per image (issue 19) sC&W's perturbation is far smaller than with sec. 5.2's one
+    c = 100, and its contrast dropped on coffee (measured: 9.3 on chelsea, 1.7 on coffee; C&W 1.2 and 0.3;
+    with the literal settings sC&W was above 3 on both): the absolute bound is 1.5, the relative one stays."""
     from smoothlab.perturbations import edge_contrast
 
     x, _ = photos
     ratio = {k: edge_contrast(x, v.x_adv - x) for k, v in attacked.items()}
-    assert bool((ratio["scw"] > 3).all()), ratio
+    assert bool((ratio["scw"] > 1.5).all()), ratio
     assert bool((ratio["spgd2"] > 3).all()), ratio
     assert bool((ratio["scw"] > 2 * ratio["cw"]).all()), ratio
 
@@ -527,7 +531,9 @@ def test_bench_spec_for_photos() -> None:
     assert spec.source == "samples" and spec.model == "efficientnet_lite0"
     assert dict((a.name, a.budgets) for a in spec.attacks if a.budgets) == {k: tuple(v) for k, v in IMAGENET_BUDGETS.items()}
     scw = next(a for a in spec.attacks if a.name == "scw")
-    assert scw.params["c"] == 100.0 and scw.params["margin"] == 0.0 and scw.params["smoother"]["alpha"] == 0.997
+    # issue 19: c searched per image from the authors' scripts' settings (in our units), not sec. 5.2's one c = 100
+    assert scw.params["c"] == 0.5 and scw.params["search_steps"] == 9 and scw.params["lr"] == 0.005
+    assert scw.params["penalty"] == "l2" and scw.params["margin"] == 0.0 and scw.params["smoother"]["alpha"] == 0.997
     # MNIST defaults (and so the hash of every MNIST spec on disk) are unchanged
     assert BenchSpec().model == "c4" and BenchSpec().source == "embedded"
     assert BenchSpec().hash == BenchSpec(dataset="mnist", source="embedded", model="c4").hash
