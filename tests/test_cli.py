@@ -224,8 +224,11 @@ def test_ctrl_c_exits_130_keeps_finished_shards_and_the_rerun_resumes(workers, t
     out = tmp_path / "out"
     shards = out / storage.SHARD_DIR
     cmd = [sys.executable, "-m", "smoothlab.cli", "bench", "--spec", str(spec_file), "--no-progress", "--out", str(out)]
+    # SIGINT as a terminal leaves it: a signal ignored in this process (an earlier test's server or browser
+    # driver may ignore it) would be inherited across exec, and the run would never see the Ctrl-C
     proc = subprocess.Popen(cmd + ["--workers", workers], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=ENV, start_new_session=True)
+                            env=ENV, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while not list(shards.glob("shard-*.parquet")) and proc.poll() is None and time.monotonic() < deadline:
