@@ -90,6 +90,47 @@ def test_lite0_normalisation_is_inside(lite0: torch.nn.Module) -> None:
         assert not torch.allclose(bare(x), logits, atol=1e-2)
 
 
+
+def _logits_and_input_gradient(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    xi = x.clone().requires_grad_(True)
+    out = net(xi)
+    (g,) = torch.autograd.grad(torch.nn.functional.cross_entropy(out, y, reduction="sum"), xi)
+    return out.detach().double(), g.double()
+
+
+def test_lite0_fused_layers_equal_the_plain_ones_up_to_rounding(lite0: torch.nn.Module, photos: tuple) -> None:
+    """Batch norm folded into the convolutions (eval mode): logits and input gradients within float32
+    rounding of the plain layers, judged against the same network in float64."""
+    x, y = photos
+    net = EfficientNetLite0().eval()
+    net.load_state_dict(lite0.state_dict())
+    net.fused = False
+    ref_out, ref_g = _logits_and_input_gradient(net.double(), x.double(), y)
+    net.float()
+    errors = {}
+    for fused in (False, True):
+        net.fused = fused
+        out, g = _logits_and_input_gradient(net, x, y)
+        errors[fused] = (float((out - ref_out).abs().max()), float((g - ref_g).norm() / ref_g.norm()))
+    assert errors[True][0] < 1e-4 and errors[True][1] < 5e-3, errors
+    assert errors[True][0] < 20 * errors[False][0] + 1e-5, errors  # the same order as the plain layers' rounding
+    net.fused = True
+    with torch.no_grad():
+        fused_out = net(x)
+        net.fused = False
+        plain_out = net(x)
+        net.fused = True
+        assert not torch.equal(fused_out, plain_out)  # the folded path was really taken
+        hook = net._blocks[3]._bn1.register_forward_hook(lambda m, i, o: None)  # a hook must see the plain layers
+        try:
+            assert torch.equal(net(x), plain_out)
+        finally:
+            hook.remove()
+        net.train()  # training mode: batch statistics, never folded (this updates the running statistics)
+        train_out = net(x)
+        net.fused = False
+        assert torch.equal(train_out, net(x))
+
 def test_lite0_weights_are_checksummed(tmp_path: Path, lite0: torch.nn.Module) -> None:
     from smoothlab.models._efficientnet import load_lite0_weights, lite0_weights_path
 

@@ -64,16 +64,32 @@ class _SameConv2d(nn.Conv2d):
         super().__init__(cin, cout, kernel, stride=stride, groups=groups, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv(x, self.weight, None)
+
+    def _conv(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         k, s = self.kernel_size[0], self.stride[0]
         top, bottom = same_padding(x.shape[-2], k, s)
         left, right = same_padding(x.shape[-1], k, s)
         if top or bottom or left or right:
             x = F.pad(x, (left, right, top, bottom))
-        return F.conv2d(x, self.weight, None, self.stride, 0, self.dilation, self.groups)
+        return F.conv2d(x, weight, bias, self.stride, 0, self.dilation, self.groups)
 
 
 def _bn(channels: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(channels, eps=_BN_EPS)
+
+
+def conv_bn(conv: _SameConv2d, bn: nn.BatchNorm2d, x: torch.Tensor, fold: bool) -> torch.Tensor:
+    """``bn(conv(x))``; with ``fold`` (eval mode only), as one convolution whose weight and bias hold
+    the batch norm: ``w · γ/σ`` and ``β - μ γ/σ`` with ``σ = sqrt(running_var + eps)``.
+
+    The folded weights are computed from the current parameters at every call (a few thousand
+    multiplications per layer against millions for the activations), so a changed weight, a
+    gradient w.r.t. the weights, or ``.to(device)`` all stay right."""
+    if not fold:
+        return bn(conv(x))
+    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+    return conv._conv(x, conv.weight * scale.view(-1, 1, 1, 1), bn.bias - bn.running_mean * scale)
 
 
 class _InvertedBottleneck(nn.Module):
@@ -91,12 +107,12 @@ class _InvertedBottleneck(nn.Module):
         self._bn2 = _bn(cout)
         self.residual = stride == 1 and cin == cout
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, fold: bool = False) -> torch.Tensor:
         h = x
         if hasattr(self, "_expand_conv"):
-            h = F.relu6(self._bn0(self._expand_conv(h)))
-        h = F.relu6(self._bn1(self._depthwise_conv(h)))
-        h = self._bn2(self._project_conv(h))
+            h = F.relu6(conv_bn(self._expand_conv, self._bn0, h, fold))
+        h = F.relu6(conv_bn(self._depthwise_conv, self._bn1, h, fold))
+        h = conv_bn(self._project_conv, self._bn2, h, fold)
         return h + x if self.residual else h
 
 
@@ -118,6 +134,11 @@ class EfficientNetLite0(nn.Module):
     mean: float = 0.5
     std: float = 0.5
     input_size: int = 224
+    #: In eval mode, fold each batch norm into its convolution (:func:`conv_bn`) and, on the CPU, keep the
+    #: activations in channels-last order: forward + backward about 1.6x faster on one CPU thread
+    #: (``benchmarks/bench_natural.py passes``), equal to the plain layers up to float32 rounding.
+    #: Not taken in training mode, under autocast, or when a module has hooks. ``False``: the plain layers.
+    fused: bool = True
 
     def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
@@ -136,11 +157,24 @@ class EfficientNetLite0(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = (x - self.mean) / self.std
-        h = F.relu6(self._bn0(self._conv_stem(h)))
+        fold = self.fused and not self.training and not self._observed()
+        if fold and h.device.type == "cpu":
+            h = h.contiguous(memory_format=torch.channels_last)  # oneDNN's fast layout; the convolutions follow it
+        h = F.relu6(conv_bn(self._conv_stem, self._bn0, h, fold))
         for block in self._blocks:
-            h = block(h)
-        h = F.relu6(self._bn1(self._conv_head(h)))
+            h = block(h, fold)
+        h = F.relu6(conv_bn(self._conv_head, self._bn1, h, fold))
         return self._fc(h.mean(dim=(-2, -1)))
+
+    def _observed(self) -> bool:
+        """Hooks on any submodule (or on every module), or autocast: cases that must see the plain layers."""
+        hooked = any(
+            m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks for m in self.modules()
+        )
+        glob = nn.modules.module
+        hooked = hooked or bool(glob._global_forward_hooks or glob._global_forward_pre_hooks or glob._global_backward_hooks
+                               or glob._global_backward_pre_hooks)
+        return hooked or torch.is_autocast_enabled("cpu") or torch.is_autocast_enabled("cuda")
 
 
 def lite0_weights_path() -> Path:
