@@ -36,6 +36,7 @@ _LAZY_NAMES = {
     "visibility": "smoothlab.magnification",
     "MAGNIFY_PAPER": "smoothlab.magnification",
     "MAGNIFY_AUTHORS_CODE": "smoothlab.magnification",
+    "available_cpus": "smoothlab._threads",
 }
 _SUBMODULES = {
     "graph",

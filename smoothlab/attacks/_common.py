@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from smoothlab._threads import held_threads
 from smoothlab._validation import check_choice, check_range, check_tensor
 from smoothlab.attacks._base import Model, Prepared, eval_mode, l2, per_image, prepare
 from smoothlab.attacks._losses import is_adversarial
@@ -281,11 +282,13 @@ def attack_run(model: Any, x: Any, y: Any, target: Any = None) -> Iterator[Attac
     """The start-up of an attack: start the timer, put ``model`` in eval mode, check the inputs.
 
     ``with attack_run(model, x, y, target) as run:`` runs the attack's body with ``model`` in eval
-    mode (every submodule's mode restored after, whatever happens) and ``run.prep`` the checked
+    mode (every submodule's mode restored after, whatever happens), torch's thread count held to the
+    CPUs the process may use (:func:`smoothlab._threads.held_threads`: a cgroup quota or affinity
+    below the host's cores) and ``run.prep`` the checked
     inputs (:func:`~smoothlab.attacks._base.prepare`: one forward pass); the body ends with
     ``return run.finish(...)``.
     """
     t0 = sync_time(x) if isinstance(x, torch.Tensor) else 0.0
-    with eval_mode(model):
+    with eval_mode(model), held_threads():
         # the warning about probabilities points at the attack: prepare <- here <- __enter__ <- attack
         yield AttackRun(model, prepare(model, x, y, target, stacklevel=4), t0)

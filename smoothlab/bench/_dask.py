@@ -120,11 +120,10 @@ def shard_task(spec: BenchSpec, index: int, image_ids: list[int], threads: int) 
 
 
 def machine_workers() -> int:
-    """CPU cores available to this process."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
+    """CPUs available to this process: its affinity, capped by its cgroup quota (:func:`smoothlab.available_cpus`)."""
+    from smoothlab._threads import available_cpus
+
+    return available_cpus()
 
 
 def start_local_cluster(spec: BenchSpec, workers: int | None, n_tasks: int) -> tuple[Any, Any]:
