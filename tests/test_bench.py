@@ -52,6 +52,7 @@ def tiny_spec(**changes) -> BenchSpec:
         batch_size=2,
         shard_size=4,
         device="cpu",
+        sweep="full",  # every (image, budget) pair: these tests check the records of each budget
     )
     fields.update(changes)
     return BenchSpec(**fields)
@@ -404,7 +405,7 @@ def _tiny_loader(calls: list):
 
 def mine_spec(**changes) -> BenchSpec:
     fields = dict(dataset="mine", model="c4", attacks=(AttackSpec("fgsm", {}, (0.1, 0.3)),), batch_size=2,
-                  shard_size=4, device="cpu", visibility=False)
+                  shard_size=4, device="cpu", visibility=False, sweep="full")
     fields.update(changes)
     return BenchSpec(**fields)
 
@@ -779,3 +780,78 @@ def test_out_folder_with_shards_but_no_spec_json_or_an_unreadable_one(tmp_path):
     res = run(spec, workers=0, out=bare, progress=False, overwrite=True)
     assert res.computed == [0] and res.invalid == [] and res.complete
     assert json.loads((bare / storage.SPEC_FILE).read_text())["hash"] == spec.hash
+
+
+# --------------------------------------------------------------------------- the budget sweep (issue 19)
+
+
+def sweep_spec(sweep: str, **changes) -> BenchSpec:
+    """16 digits, three budgeted attacks on grids of 3-4 budgets, and C&W (run once)."""
+    fields = dict(
+        n_images=16,
+        attacks=(
+            AttackSpec("fgsm", {}, (0.05, 0.1, 0.2, 0.3)),
+            AttackSpec("pgd2", {"step": 1.0, "iterations": 3}, (0.5, 1.0, 2.0, 3.0)),
+            AttackSpec("spgd2", {"step": 1.0, "iterations": 3}, (1.0, 2.0, 4.0)),
+            AttackSpec("cw", {"iterations": 10}),
+        ),
+        batch_size=8,
+        shard_size=8,
+        device="cpu",
+        sweep=sweep,
+    )
+    fields.update(changes)
+    return BenchSpec(**fields)
+
+
+def test_first_success_sweep_gives_the_full_grids_table_with_fewer_passes(tmp_path):
+    """The default sweep stops each image at its first successful budget: the same per-image distortion,
+    budget, prediction, visibility and SSIM as every budget on every image (up to float32 rounding:
+    the sub-batches have other shapes), the same table apart from the cost, and fewer passes."""
+    from smoothlab.metrics import union_over_budgets
+
+    full = run(sweep_spec("full"), workers=0, progress=False).records
+    first = run(sweep_spec("first-success"), out=tmp_path / "first", workers=0, progress=False).records
+    assert len(first) < len(full)
+    assert storage.sweep_is_consistent(sweep_spec("first-success"), first)
+    assert not storage.sweep_is_consistent(sweep_spec("first-success"), full)  # runs after a success
+    uf, us = union_over_budgets(full), union_over_budgets(first)
+    for col in ("attack", "image_id", "success", "budget", "pred_adv", "correct"):
+        np.testing.assert_array_equal(us[col].to_numpy(), uf[col].to_numpy(), err_msg=col)
+    for col in ("distortion", "visibility", "ssim"):
+        np.testing.assert_allclose(us[col].to_numpy(), uf[col].to_numpy(), rtol=1e-5, atol=1e-6, err_msg=col)
+    cost = ["forward_passes", "backward_passes", "seconds"]
+    tf, ts = summary(full), summary(first)
+    pd.testing.assert_frame_equal(ts.drop(columns=cost), tf.drop(columns=cost), rtol=1e-5)
+    budgeted = ["fgsm", "pgd2", "spgd2"]
+    assert (ts.loc[budgeted, "forward_passes"] < tf.loc[budgeted, "forward_passes"]).all()
+    assert ts.loc["cw", "forward_passes"] == tf.loc["cw", "forward_passes"]
+    # the floor is measured on every image: all run at the smallest budget
+    assert ts["floor"].equals(tf["floor"])
+    # a second run resumes the shards (their sweep is checked, not only their keys)
+    again = run(sweep_spec("first-success"), out=tmp_path / "first", workers=0, progress=False)
+    assert again.computed == [] and again.reused == [0, 1]
+
+
+def test_sweep_consistency_check_catches_a_missing_or_extra_run():
+    spec = sweep_spec("first-success", n_images=8, attacks=(AttackSpec("fgsm", {}, (0.02, 0.05, 0.1, 0.3)),))
+    rec = run(spec, workers=0, progress=False).records
+    assert storage.sweep_is_consistent(spec, rec)
+    counts = rec.groupby("image_id").size()
+    deep = int(counts.idxmax())
+    assert counts.max() >= 2, "some digit must need more than the smallest budget"
+    runs = rec[rec["image_id"] == deep].sort_values("budget")
+    assert not storage.sweep_is_consistent(spec, rec.drop(index=runs.index[0]))  # a gap in the grid
+    stopped_early = rec.drop(index=runs.index[-1])  # its sweep ends on a failure below the largest budget
+    assert not storage.sweep_is_consistent(spec, stopped_early)
+    with pytest.raises(ValueError, match="sweep must be one of 'first-success', 'full', got 'bisect'"):
+        BenchSpec(sweep="bisect")
+
+
+def test_a_spec_written_before_the_sweep_reads_as_the_full_grid():
+    doc = json.loads(tiny_spec(sweep="first-success").to_json())
+    doc["version"] = 3
+    del doc["spec"]["sweep"]
+    old = BenchSpec.from_json(json.dumps(doc))
+    assert old.sweep == "full" and old == tiny_spec()
+    assert BenchSpec().sweep == "first-success"

@@ -76,7 +76,8 @@ def golden_spec(solver: str | None = "direct"):
         if "smoother" in params and solver is not None:
             params["smoother"] = {**params["smoother"], "solver": solver}
         attacks.append(AttackSpec(name, params, budgets))
-    return BenchSpec(attacks=tuple(attacks), image_ids=tuple(IMAGES), batch_size=2, shard_size=4, device="cpu")
+    return BenchSpec(attacks=tuple(attacks), image_ids=tuple(IMAGES), batch_size=2, shard_size=4, device="cpu",
+                     sweep="full")  # the golden records hold every (image, budget) pair
 
 
 #: Largest change of one record's distortion from C4's CPU layout: rounding differences of 1e-7 grow

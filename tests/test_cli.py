@@ -50,7 +50,13 @@ def test_bench_quick_end_to_end(tmp_path):
     # six attacks, 20 images; quick budgets: 2 for FGSM/I-FGSM, 3 for PGD2/sPGD2, 1 for C&W/sC&W
     assert sorted(records["attack"].unique()) == sorted(["fgsm", "ifgsm", "pgd2", "cw", "spgd2", "scw"])
     assert records["image_id"].nunique() == 20
-    assert len(records) == 20 * (2 + 2 + 3 + 3 + 1 + 1)
+    # the default sweep stops each image at its first successful budget: every image at the smallest
+    # budget of each grid, none twice at one budget, and no more rows than the full grid's
+    budgeted = records[records["budget"].notna()]
+    smallest = budgeted.groupby("attack")["budget"].transform("min")
+    assert (budgeted[budgeted["budget"] == smallest].groupby("attack")["image_id"].nunique() == 20).all()
+    assert not records.duplicated(["attack", "budget", "image_id"]).any()
+    assert 20 * (1 + 1 + 1 + 1 + 1 + 1) <= len(records) < 20 * (2 + 2 + 3 + 3 + 1 + 1)
     table = pd.read_csv(out / "table.csv", index_col=0)
     assert list(table.index) == ["fgsm", "ifgsm", "pgd2", "cw", "spgd2", "scw"]
     assert (table["n_images"] == 20).all() and (table["p_success"].between(0, 1)).all()

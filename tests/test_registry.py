@@ -57,7 +57,7 @@ def test_user_attack_runs_on_dask_workers_and_reaches_table_and_figure(user_atta
     from smoothlab.bench import AttackSpec, BenchSpec, default_attacks, run
 
     spec = BenchSpec(n_images=8, batch_size=4, shard_size=4,
-                     attacks=(*default_attacks(["fgsm", "half-fgsm"]),), visibility=False)
+                     attacks=(*default_attacks(["fgsm", "half-fgsm"]),), visibility=False, sweep="full")
     by = {a.key: a for a in spec.attacks}
     assert by["half-fgsm"].budgets == (0.2, 0.4, 0.6) and by["half-fgsm"].name == "half-fgsm"
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",

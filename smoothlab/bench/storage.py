@@ -24,6 +24,7 @@ A folder written by an older smoothlab for the same spec (a ``spec.json`` of an 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -144,13 +145,36 @@ def write_shard(out: Path, spec: BenchSpec, index: int, image_ids: np.ndarray, r
 
 
 def expected_keys(spec: BenchSpec, image_ids: np.ndarray) -> set[tuple[str, float, int]]:
-    """The ``(attack, budget, image_id)`` triples a complete shard holds (NaN budget -> -1)."""
+    """The ``(attack, budget, image_id)`` triples a complete shard holds (NaN budget -> -1) with
+    ``sweep="full"``; with ``sweep="first-success"``, those of its smallest budgets only (the rest
+    depend on the results: :func:`sweep_is_consistent`)."""
     keys = set()
+    first_success = spec.sweep == "first-success"
     for a in spec.attacks:
-        for b in a.budgets or (None,):
+        budgets = (min(a.budgets),) if first_success and a.budgets else a.budgets
+        for b in budgets or (None,):
             for i in image_ids:
                 keys.add((a.key, -1.0 if b is None else float(b), int(i)))
     return keys
+
+
+def sweep_is_consistent(spec: BenchSpec, df: pd.DataFrame) -> bool:
+    """``sweep="first-success"``: each image's budgets of each budgeted attack are the smallest ones of
+    its grid in order, every run but the last failed on a correctly classified image, and the last one
+    succeeded, met a misclassified original, or was the grid's largest budget."""
+    for a in spec.attacks:
+        if not a.budgets:
+            continue
+        grid = sorted(float(b) for b in a.budgets)
+        rows = df[df["attack"] == a.key].sort_values(["image_id", "budget"])
+        for _, runs in rows.groupby("image_id", sort=False):
+            m = len(runs)
+            if runs["budget"].tolist() != grid[:m]:
+                return False
+            go_on = (runs["correct"] & ~runs["success"]).to_numpy()
+            if not go_on[:-1].all() or (go_on[-1] and m < len(grid)):
+                return False
+    return True
 
 
 def read_shard(out: Path, spec: BenchSpec, index: int, image_ids: np.ndarray) -> tuple[pd.DataFrame | None, str]:
@@ -186,7 +210,12 @@ def read_shard(out: Path, spec: BenchSpec, index: int, image_ids: np.ndarray) ->
     # A NaN budget where the attack had budgets is a protocol error; encode NaN as -1 for the set.
     budgets = df["budget"].fillna(-1.0).to_numpy()
     got = list(zip(df["attack"].tolist(), budgets.tolist(), df["image_id"].tolist()))
-    if len(got) != len(set(got)) or set(got) != expected_keys(spec, image_ids):
+    if spec.sweep == "first-success":
+        extra = {k for k in got if k not in expected_keys(dataclasses.replace(spec, sweep="full"), image_ids)}
+        complete = expected_keys(spec, image_ids) <= set(got) and not extra and sweep_is_consistent(spec, df)
+    else:
+        complete = set(got) == expected_keys(spec, image_ids)
+    if len(got) != len(set(got)) or not complete:
         return None, "does not hold exactly the expected records"
     return df, ""
 
