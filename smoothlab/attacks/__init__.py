@@ -45,6 +45,7 @@ from smoothlab.attacks._ddn import ddn, sddn
 from smoothlab.attacks._distortion import GRAD_AT, LOSSES, fgsm, ifgsm, loss_gradient, pgd2, spgd2
 from smoothlab.attacks._fmn import fmn, sfmn
 from smoothlab.attacks._losses import is_adversarial, logit_difference, margin_loss
+from smoothlab.attacks._peers import PEER_KINDS, SmoothedAttack, SubBatchError, smoothed
 from smoothlab.attacks._quantise import QUANTISE_SCALES, quantise
 from smoothlab.attacks._presets import IMAGENET_PARAMS, MNIST_PARAMS, paper_settings
 from smoothlab.attacks._provenance import settings_provenance
@@ -83,6 +84,9 @@ __all__ = [
     "IMAGENET_PARAMS",
     "MNIST_PARAMS",
     "PAPER_ATTACKS",
+    "PEER_KINDS",
+    "SmoothedAttack",
+    "SubBatchError",
     "cw",
     "ddn",
     "fgsm",
@@ -100,5 +104,6 @@ __all__ = [
     "sddn",
     "settings_provenance",
     "sfmn",
+    "smoothed",
     "spgd2",
 ]
