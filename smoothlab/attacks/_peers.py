@@ -49,7 +49,11 @@ _UNSET: Any = object()
 
 
 class SubBatchError(ValueError):
-    """A foreign attack called the model of the free variable on a part of the batch it was given."""
+    """A foreign attack called the model of the free variable on a part of the batch it was given.
+
+    Told by the shape of the batch: an attack that called the model on a batch of the same shape
+    holding other images (or the same ones in another order) cannot be told apart, and would be wrong.
+    """
 
 
 # ---------------------------------------------------------------------------- the model of u
