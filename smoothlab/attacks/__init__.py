@@ -14,6 +14,11 @@ batches, on the device of ``x``; defaults are the paper's MNIST settings (sectio
   Pintor et al. 2021), with the same ``smoother=`` option (a latent ``z``, as in eq. 18);
   :func:`sddn`, :func:`sfmn` are them with smoothing (not in the paper).
 
+:func:`smoothed` smooths any other library's attack (a foolbox 3 attack, an ART evasion attack class, a
+function ``attack(model, x, y) -> x_adv``) by the same reparametrisation (eqs. 17-19), as a
+:class:`SmoothedAttack` with the signature of ours; :class:`SubBatchError` is what an attack that calls the
+model on part of its batch meets (``per_image=True`` is the fix).
+
 :func:`paper_settings` gives the paper's settings of each attack for MNIST or ImageNet (sec. 5.2):
 ``pgd2(model, x, y, **paper_settings("spgd2", "imagenet"))``.
 :func:`settings_provenance` says where each default setting comes from (the paper, the authors'
@@ -34,7 +39,7 @@ attacks targeting a distortion follow (eqs. 10-12).
 
 Implementation modules are private: ``_distortion`` (FGSM, I-FGSM, PGD2, sPGD2), ``_cw``
 (C&W, sC&W), ``_ddn``, ``_fmn`` and ``_minimal_norm`` (DDN, FMN and their shared loop), ``_result``,
-``_losses``, ``_presets`` (the paper's settings), ``_base`` (model handling, input checks), ``_common``
+``_losses``, ``_presets`` (the paper's settings), ``_peers`` (:func:`smoothed`), ``_base`` (model handling, input checks), ``_common``
 (the start-up and wrap-up every attack shares, ``AttackRun``), ``_quantise``.
 """
 
@@ -45,6 +50,7 @@ from smoothlab.attacks._ddn import ddn, sddn
 from smoothlab.attacks._distortion import GRAD_AT, LOSSES, fgsm, ifgsm, loss_gradient, pgd2, spgd2
 from smoothlab.attacks._fmn import fmn, sfmn
 from smoothlab.attacks._losses import is_adversarial, logit_difference, margin_loss
+from smoothlab.attacks._peers import PEER_KINDS, SmoothedAttack, SubBatchError, smoothed
 from smoothlab.attacks._quantise import QUANTISE_SCALES, quantise
 from smoothlab.attacks._presets import IMAGENET_PARAMS, MNIST_PARAMS, paper_settings
 from smoothlab.attacks._provenance import settings_provenance
@@ -83,6 +89,9 @@ __all__ = [
     "IMAGENET_PARAMS",
     "MNIST_PARAMS",
     "PAPER_ATTACKS",
+    "PEER_KINDS",
+    "SmoothedAttack",
+    "SubBatchError",
     "cw",
     "ddn",
     "fgsm",
@@ -100,5 +109,6 @@ __all__ = [
     "sddn",
     "settings_provenance",
     "sfmn",
+    "smoothed",
     "spgd2",
 ]

@@ -32,7 +32,8 @@ class AttackResult:
         the final prediction included).
     attack : str
         ``"fgsm"``, ``"ifgsm"``, ``"pgd2"``, ``"cw"``, ``"ddn"``, ``"fmn"`` or, with a smoother,
-        ``"sfgsm"``, ``"sifgsm"``, ``"spgd2"``, ``"scw"``, ``"sddn"``, ``"sfmn"``.
+        ``"sfgsm"``, ``"sifgsm"``, ``"spgd2"``, ``"scw"``, ``"sddn"``, ``"sfmn"``; for a foreign attack,
+        its name, with an ``"s"`` in front when :func:`~smoothlab.attacks.smoothed` smooths it.
     params : dict
         Hyper-parameters actually used (budgets included), as plain Python values.
     seconds : float
