@@ -56,10 +56,12 @@ __all__ = [
 #: of :attr:`BenchSpec.hash`, so shards written by an older version are recomputed.
 #: 1: first version. 2: ``target_model`` (transferability, sec. 5.4), ``visibility`` and the
 #: records' ``visibility`` column. 3: the records' ``ssim`` column (and, not a field but the
-#: default ``attacks``, the Table 1 grids of :data:`TABLE1_BUDGETS`).
-SPEC_VERSION = 3
+#: default ``attacks``, the Table 1 grids of :data:`TABLE1_BUDGETS`). 4: the records' ``ciede2000``
+#: column (every other column unchanged: an output folder of version 3 is taken over and its shards
+#: recomputed).
+SPEC_VERSION = 4
 # Versions from_json still reads (missing fields take their defaults).
-_READABLE_VERSIONS = (1, 2, 3)
+_READABLE_VERSIONS = (1, 2, 3, 4)
 
 #: The models of Table 3 (sec. 5.4): the bilateral-filter defence and adversarial training.
 TABLE3_TARGETS: tuple[str, ...] = ("c4-bilateral", "c4-adv")
