@@ -48,6 +48,10 @@ examples:
   smoothlab bench --transfer-to c4-bilateral  transfer with Table 1's budgets
   smoothlab bench --workers 0                 no Dask: in-process loop over the same shards
   smoothlab bench --scheduler tcp://host:8786 use a running Dask cluster
+  smoothlab bench --quantise --save-adversarials --out q
+                                              the 8-bit protocol, keeping each image's least
+                                              distorted adversarial image (uint8) in q/adversarials/
+  smoothlab compare t1 t2 --out both          one table and one figure of several runs
 
 The run writes OUT/spec.json and one Parquet file per finished shard (OUT/shards/); run the
 same command again to resume after an interruption. OUT holding another spec is refused
@@ -168,6 +172,12 @@ def _add_what_options(what: argparse._ArgumentGroup) -> None:
     what.add_argument(
         "--quick", action="store_true", help="smoke run: 20 digits or 4 photos, fewer budgets and iterations (seconds)"
     )
+    what.add_argument(
+        "--quantise",
+        action="store_true",
+        help="the 8-bit protocol: every attack returns adversarial images on the 8-bit grid, checked by the model, "
+        "so that P_suc is the success rate after a PNG save and load (attacks' quantise=True)",
+    )
     what.add_argument("--spec", metavar="FILE", type=Path, help="read the whole spec from a spec.json (other 'what' options ignored)")
 
 
@@ -182,6 +192,13 @@ def _add_how_options(how: argparse._ArgumentGroup) -> None:
     how.add_argument("--out", type=Path, default=Path("smoothlab-out"), help="output folder (default: ./smoothlab-out)")
     how.add_argument("--overwrite", action="store_true", help="discard the results already in --out (needed if they belong to another spec)")
     how.add_argument("--no-progress", action="store_true", help="no progress bar")
+    how.add_argument(
+        "--save-adversarials",
+        action="store_true",
+        help="also keep each image's least distorted successful adversarial image per attack in OUT/adversarials/ "
+        "(uint8, PNG-safe, with --quantise; float16 otherwise), checksummed and resumed like the records; read them "
+        "with smoothlab.bench.load_adversarials. OUT must be new or have saved them from the start",
+    )
 
 
 def _specs_from_args(args: argparse.Namespace) -> list[tuple[str | None, object]]:
@@ -189,7 +206,8 @@ def _specs_from_args(args: argparse.Namespace) -> list[tuple[str | None, object]
     from smoothlab.bench import BenchSpec, parse_budgets, parse_images
 
     if args.spec is not None:
-        return [(None, BenchSpec.from_json(args.spec.read_text()))]
+        spec = BenchSpec.from_json(args.spec.read_text())
+        return [(None, spec.quantised() if args.quantise else spec)]
     names = None
     if args.attacks:
         names = [n.strip() for n in args.attacks.split(",") if n.strip()]
@@ -240,6 +258,8 @@ def _specs_from_args(args: argparse.Namespace) -> list[tuple[str | None, object]
         spec = BenchSpec(**fields, target_model=target)  # type: ignore[arg-type]
         if args.budgets:
             spec = spec.with_budgets(parse_budgets(args.budgets))
+        if args.quantise:
+            spec = spec.quantised()
         # Table 3 runs two targets: one subfolder each
         specs.append((target if len(targets) > 1 else None, spec))
     return specs
@@ -293,6 +313,7 @@ def _bench(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             overwrite=args.overwrite,
             connect_timeout=args.connect_timeout,
+            save_adversarials=args.save_adversarials,
         )
         print(f"## {spec.scenario}\n")  # type: ignore[attr-defined]
         print(result.table("markdown"))
@@ -301,7 +322,9 @@ def _bench(args: argparse.Namespace) -> int:
             f"{len(result.records)} records, {result.n_shards} shards ({len(result.computed)} computed, "
             f"{len(result.reused)} reused), {result.mode} with {result.n_workers} worker(s), {result.seconds:.1f} s"
         )
-        print(f"results in {result.out}/: " + ", ".join(["table.md", "table.csv", "operating_characteristic.html", "records.parquet"]))
+        files = ["table.md", "table.csv", "operating_characteristic.html", "records.parquet"]
+        files += ["adversarials/"] if args.save_adversarials else []
+        print(f"results in {result.out}/: " + ", ".join(files))
         if len(specs) > 1:
             print()
     return 0
@@ -317,6 +340,7 @@ _FLAGS = {
     "shard_size": "--shard-size",
     "batch_size": "--batch-size",
     "connect_timeout": "--connect-timeout",
+    "save_adversarials": "--save-adversarials",
 }
 _KWARG = re.compile(r"\b(" + "|".join(_FLAGS) + r")=(True\b|'[^']*'|[^\s,;:)]+)")
 _BARE = re.compile(r"\b(" + "|".join(k for k in _FLAGS if "_" in k) + r")\b")

@@ -31,6 +31,7 @@ __all__ = [
     "run_shard",
     "torch_threads",
     "cache_info",
+    "ADVERSARIAL_COLUMNS",
 ]
 
 # Process-local cache: ("data", dataset, source, split, input size, registry version) -> images;
@@ -241,7 +242,44 @@ def _on_target(result: Any, target: Any, y: Any, pred_clean: Any) -> Any:
     return dataclasses.replace(result, pred_clean=pred_clean, pred_adv=pred_adv, success=pred_adv != y)
 
 
-def run_shard(spec: BenchSpec, shard_index: int, image_ids: Sequence[int]) -> pd.DataFrame:
+#: Columns of the adversarial images of a shard (:func:`run_shard` with ``adversarials=True``).
+ADVERSARIAL_COLUMNS = ("attack", "image_id", "budget", "distortion", "pred_adv", "dtype", "shape", "pixels")
+
+
+def _least_distorted(rec: pd.DataFrame, x_adv: Any, exact_8bit: bool) -> pd.DataFrame:
+    """Per image of one attack call's records ``rec`` (row ``i`` is ``x_adv[i]``), its least
+    distorted successful adversarial image (ties: the smallest budget, as
+    :func:`smoothlab.metrics.union_over_budgets`), as ``uint8`` bytes (``round(255 x)``) when
+    ``exact_8bit`` (a quantised attack: exact), else ``float16`` bytes."""
+    import torch
+
+    pos = np.flatnonzero(rec["success"].to_numpy())
+    sub = rec.iloc[pos].assign(_pos=pos, _b=rec["budget"].to_numpy()[pos])
+    best = sub.sort_values(["image_id", "distortion", "_b"], kind="stable", na_position="last")
+    best = best.drop_duplicates("image_id", keep="first")
+    xs = x_adv.detach()[torch.tensor(best["_pos"].to_numpy(dtype="int64"), device=x_adv.device)].cpu()
+    if exact_8bit:
+        arr, dtype = (xs.float() * 255).round().clamp(0, 255).to(torch.uint8).numpy(), "uint8"
+    else:
+        arr, dtype = xs.to(torch.float16).numpy(), "float16"
+    return pd.DataFrame(
+        {
+            "attack": best["attack"].astype(str).to_numpy(),
+            "image_id": best["image_id"].to_numpy(dtype="int64"),
+            "budget": best["budget"].to_numpy(dtype="float64"),
+            "distortion": best["distortion"].to_numpy(dtype="float64"),
+            "pred_adv": best["pred_adv"].to_numpy(dtype="int64"),
+            "dtype": [dtype] * len(best),
+            "shape": [",".join(map(str, a.shape)) for a in arr],
+            "pixels": pd.Series([a.tobytes() for a in arr], dtype=object),
+        },
+        columns=list(ADVERSARIAL_COLUMNS),
+    )
+
+
+def run_shard(
+    spec: BenchSpec, shard_index: int, image_ids: Sequence[int], *, adversarials: bool = False
+) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
     """Run every attack of ``spec`` on the images ``image_ids`` (shard ``shard_index``).
 
     Images are processed in batches of ``spec.batch_size`` aligned on the global image list
@@ -254,11 +292,16 @@ def run_shard(spec: BenchSpec, shard_index: int, image_ids: Sequence[int]) -> pd
     and success (transferability, sec. 5.4). The ``ssim`` column, and with ``spec.visibility``
     the ``visibility`` column, are filled right after each attack (successes only; NaN for failures).
 
+    With ``adversarials=True`` it also keeps, per attack and image, the least distorted successful
+    adversarial image (:data:`ADVERSARIAL_COLUMNS`: ``uint8`` for an attack with
+    ``quantise=True``, ``float16`` otherwise), taken from the same attack calls.
+
     Returns
     -------
-    pandas.DataFrame
+    pandas.DataFrame, or (pandas.DataFrame, pandas.DataFrame)
         Per-image records (:data:`smoothlab.records.RECORD_COLUMNS`), ``attack`` = the
-        attack's key, sorted by ``(attack, budget, image_id)``.
+        attack's key, sorted by ``(attack, budget, image_id)``; with ``adversarials=True`` also
+        the adversarial images, sorted by ``(attack, image_id)``.
     """
     import torch
 
@@ -273,7 +316,7 @@ def run_shard(spec: BenchSpec, shard_index: int, image_ids: Sequence[int]) -> pd
     model = cached_model(spec)
     target = None if spec.target_model is None else cached_model(spec, spec.target_model)
     device = _device(spec)
-    frames = []
+    frames, advs = [], []
     first_block = shard_index * (spec.shard_size // spec.batch_size)
     for j, start in enumerate(range(0, ids.size, spec.batch_size)):
         block = ids[start : start + spec.batch_size]
@@ -308,4 +351,10 @@ def run_shard(spec: BenchSpec, shard_index: int, image_ids: Sequence[int]) -> pd
             )
             rec["attack"] = attack.key
             frames.append(rec)
-    return sort_records(pd.concat(frames, ignore_index=True))
+            if adversarials:
+                advs.append(_least_distorted(rec, res.x_adv, attack.params.get("quantise") is True))
+    records = sort_records(pd.concat(frames, ignore_index=True))
+    if not adversarials:
+        return records
+    adv = pd.concat(advs, ignore_index=True).sort_values(["attack", "image_id"], kind="stable")
+    return records, adv.reset_index(drop=True)
