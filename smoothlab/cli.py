@@ -103,6 +103,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_what_options(b.add_argument_group("what to run"))
     _add_how_options(b.add_argument_group("how to run it"))
+    c = sub.add_parser(
+        "compare",
+        help="several finished runs in one table (Markdown, CSV, LaTeX) and one figure",
+        description="Put the tables of several smoothlab bench runs in one table, one row per run and attack, and "
+        "overlay their operating characteristics P(D) (eq. 21) in one Plotly figure. Runs are labelled by what "
+        "tells them apart (model, data set, 8-bit protocol, folder); runs on different data sets are labelled "
+        "and never merged. Writes table.md, table.csv, table.tex and operating_characteristic.html to --out.",
+    )
+    c.add_argument("runs", nargs="+", type=Path, metavar="OUT", help="output folders of finished smoothlab bench runs")
+    c.add_argument("--labels", metavar="LIST", help="comma-separated names of the runs, one per OUT (default: automatic)")
+    c.add_argument("--out", type=Path, default=Path("smoothlab-compare"), help="output folder (default: ./smoothlab-compare)")
     return parser
 
 
@@ -330,6 +341,16 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from smoothlab.bench import compare
+
+    labels = None if args.labels is None else [s.strip() for s in args.labels.split(",")]
+    result = compare(args.runs, labels=labels, out=args.out)
+    print(result.markdown())
+    print(f"{len(result.runs)} runs; results in {args.out}/: " + ", ".join(["table.md", "table.csv", "table.tex", "operating_characteristic.html"]))
+    return 0
+
+
 # Library errors name keyword arguments; on the command line they must name the flags.
 _FLAGS = {
     "overwrite": "--overwrite",
@@ -364,6 +385,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command == "compare":
+        try:
+            return _compare(args)
+        except (ValueError, TypeError, FileNotFoundError) as exc:
+            print(f"smoothlab compare: error: {exc}", file=sys.stderr)
+            return 2
     if args.command == "bench":
         try:
             return _bench(args)
