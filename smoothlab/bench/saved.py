@@ -114,7 +114,7 @@ def _check_distortion(spec: BenchSpec, adv: pd.DataFrame, x_adv: Any) -> None:
 
     from smoothlab.bench.shard import load_images
 
-    x, _ = load_images(spec, adv["image_id"].to_numpy())
+    x, _ = load_images(spec, adv["image_id"].to_numpy(dtype="int64").copy())
     d = (x_adv - x.to(x_adv.dtype)).flatten(1).norm(dim=1).double().numpy()
     ref = adv["distortion"].to_numpy(dtype="float64")
     slack = np.zeros_like(ref)
