@@ -98,7 +98,7 @@ def test_saved_adversarials_round_trip(tmp_path, reference, quantise):
 
 def test_quantised_adversarials_survive_a_png_file(tmp_path):
     """P_suc of the 8-bit protocol holds after a real PNG round trip (Pillow writes and reads the file)."""
-    from PIL import Image
+    Image = pytest.importorskip("PIL.Image")
 
     spec = small_spec(attacks=(AttackSpec("cw", {"iterations": 20, "abort_early": False}),)).quantised()
     res = run(spec, workers=0, out=tmp_path, progress=False, save_adversarials=True)
