@@ -48,6 +48,10 @@ examples:
   smoothlab bench --transfer-to c4-bilateral  transfer with Table 1's budgets
   smoothlab bench --workers 0                 no Dask: in-process loop over the same shards
   smoothlab bench --scheduler tcp://host:8786 use a running Dask cluster
+  smoothlab bench --quantise --save-adversarials --out q
+                                              the 8-bit protocol, keeping each image's least
+                                              distorted adversarial image (uint8) in q/adversarials/
+  smoothlab compare t1 t2 --out both          one table and one figure of several runs
 
 The run writes OUT/spec.json and one Parquet file per finished shard (OUT/shards/); run the
 same command again to resume after an interruption. OUT holding another spec is refused
@@ -99,6 +103,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_what_options(b.add_argument_group("what to run"))
     _add_how_options(b.add_argument_group("how to run it"))
+    c = sub.add_parser(
+        "compare",
+        help="several finished runs in one table (Markdown, CSV, LaTeX) and one figure",
+        description="Put the tables of several smoothlab bench runs in one table, one row per run and attack, and "
+        "overlay their operating characteristics P(D) (eq. 21) in one Plotly figure. Runs are labelled by what "
+        "tells them apart (model, data set, 8-bit protocol, folder); runs on different data sets are labelled "
+        "and never merged. Writes table.md, table.csv, table.tex and operating_characteristic.html to --out.",
+    )
+    c.add_argument("runs", nargs="+", type=Path, metavar="OUT", help="output folders of finished smoothlab bench runs")
+    c.add_argument("--labels", metavar="LIST", help="comma-separated names of the runs, one per OUT (default: automatic)")
+    c.add_argument("--out", type=Path, default=Path("smoothlab-compare"), help="output folder (default: ./smoothlab-compare)")
     return parser
 
 
@@ -168,6 +183,12 @@ def _add_what_options(what: argparse._ArgumentGroup) -> None:
     what.add_argument(
         "--quick", action="store_true", help="smoke run: 20 digits or 4 photos, fewer budgets and iterations (seconds)"
     )
+    what.add_argument(
+        "--quantise",
+        action="store_true",
+        help="the 8-bit protocol: every attack returns adversarial images on the 8-bit grid, checked by the model, "
+        "so that P_suc is the success rate after a PNG save and load (attacks' quantise=True)",
+    )
     what.add_argument("--spec", metavar="FILE", type=Path, help="read the whole spec from a spec.json (other 'what' options ignored)")
 
 
@@ -182,6 +203,13 @@ def _add_how_options(how: argparse._ArgumentGroup) -> None:
     how.add_argument("--out", type=Path, default=Path("smoothlab-out"), help="output folder (default: ./smoothlab-out)")
     how.add_argument("--overwrite", action="store_true", help="discard the results already in --out (needed if they belong to another spec)")
     how.add_argument("--no-progress", action="store_true", help="no progress bar")
+    how.add_argument(
+        "--save-adversarials",
+        action="store_true",
+        help="also keep each image's least distorted successful adversarial image per attack in OUT/adversarials/ "
+        "(uint8, PNG-safe, with --quantise; float16 otherwise), checksummed and resumed like the records; read them "
+        "with smoothlab.bench.load_adversarials. OUT must be new or have saved them from the start",
+    )
 
 
 def _specs_from_args(args: argparse.Namespace) -> list[tuple[str | None, object]]:
@@ -189,7 +217,8 @@ def _specs_from_args(args: argparse.Namespace) -> list[tuple[str | None, object]
     from smoothlab.bench import BenchSpec, parse_budgets, parse_images
 
     if args.spec is not None:
-        return [(None, BenchSpec.from_json(args.spec.read_text()))]
+        spec = BenchSpec.from_json(args.spec.read_text())
+        return [(None, spec.quantised() if args.quantise else spec)]
     names = None
     if args.attacks:
         names = [n.strip() for n in args.attacks.split(",") if n.strip()]
@@ -240,6 +269,8 @@ def _specs_from_args(args: argparse.Namespace) -> list[tuple[str | None, object]
         spec = BenchSpec(**fields, target_model=target)  # type: ignore[arg-type]
         if args.budgets:
             spec = spec.with_budgets(parse_budgets(args.budgets))
+        if args.quantise:
+            spec = spec.quantised()
         # Table 3 runs two targets: one subfolder each
         specs.append((target if len(targets) > 1 else None, spec))
     return specs
@@ -293,6 +324,7 @@ def _bench(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             overwrite=args.overwrite,
             connect_timeout=args.connect_timeout,
+            save_adversarials=args.save_adversarials,
         )
         print(f"## {spec.scenario}\n")  # type: ignore[attr-defined]
         print(result.table("markdown"))
@@ -301,9 +333,21 @@ def _bench(args: argparse.Namespace) -> int:
             f"{len(result.records)} records, {result.n_shards} shards ({len(result.computed)} computed, "
             f"{len(result.reused)} reused), {result.mode} with {result.n_workers} worker(s), {result.seconds:.1f} s"
         )
-        print(f"results in {result.out}/: " + ", ".join(["table.md", "table.csv", "operating_characteristic.html", "records.parquet"]))
+        files = ["table.md", "table.csv", "operating_characteristic.html", "records.parquet"]
+        files += ["adversarials/"] if args.save_adversarials else []
+        print(f"results in {result.out}/: " + ", ".join(files))
         if len(specs) > 1:
             print()
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from smoothlab.bench import compare
+
+    labels = None if args.labels is None else [s.strip() for s in args.labels.split(",")]
+    result = compare(args.runs, labels=labels, out=args.out)
+    print(result.markdown())
+    print(f"{len(result.runs)} runs; results in {args.out}/: " + ", ".join(["table.md", "table.csv", "table.tex", "operating_characteristic.html"]))
     return 0
 
 
@@ -317,6 +361,7 @@ _FLAGS = {
     "shard_size": "--shard-size",
     "batch_size": "--batch-size",
     "connect_timeout": "--connect-timeout",
+    "save_adversarials": "--save-adversarials",
 }
 _KWARG = re.compile(r"\b(" + "|".join(_FLAGS) + r")=(True\b|'[^']*'|[^\s,;:)]+)")
 _BARE = re.compile(r"\b(" + "|".join(k for k in _FLAGS if "_" in k) + r")\b")
@@ -340,6 +385,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command == "compare":
+        try:
+            return _compare(args)
+        except (ValueError, TypeError, FileNotFoundError) as exc:
+            print(f"smoothlab compare: error: {exc}", file=sys.stderr)
+            return 2
     if args.command == "bench":
         try:
             return _bench(args)

@@ -10,9 +10,9 @@ Every statistic is computed from per-image *records* (:mod:`smoothlab.records`: 
 - :func:`mean_distortion` -- conditional average distortion ``D̄`` over successes (eq. 20);
 - :func:`mean_visibility` -- average visibility ``V̄`` over the successes (the same
   conditioning as ``D̄``; successes whose visibility was not computed are left out);
-- :func:`mean_ssim` -- average SSIM over the successes, conditioned the same way;
+- :func:`mean_ssim`, :func:`mean_ciede2000` -- average SSIM and CIEDE2000 ΔE00 over the successes, conditioned the same way;
 - :func:`operating_characteristic` -- ``P(D)`` as a step function (eq. 21);
-- :func:`summary` -- one row per attack: ``N'``, ``N``, accuracy, ``N_suc``, ``P_suc``, ``D̄``, ``V̄``, SSIM;
+- :func:`summary` -- one row per attack: ``N'``, ``N``, accuracy, ``N_suc``, ``P_suc``, ``D̄``, ``V̄``, SSIM, ΔE00;
 - :func:`visibility_summary`, :func:`paired_comparison` -- how visible each attack is, and image by
   image which of two is the less visible; :func:`worst_cases` -- each attack's image of largest
   distortion (the paper's Fig. 5); :func:`side_by_side` -- several summaries next to each other.
@@ -63,6 +63,7 @@ __all__ = [
     "mean_distortion",
     "mean_visibility",
     "mean_ssim",
+    "mean_ciede2000",
     "operating_characteristic",
     "operating_characteristics",
     "summary",
@@ -114,7 +115,7 @@ def union_over_budgets(records: pd.DataFrame) -> pd.DataFrame:
     pandas.DataFrame
         Records with one row per ``(image_id, attack)``, sorted by ``(attack, image_id)``:
         ``success`` = any run succeeded; ``distortion`` = least distortion over successful
-        runs (NaN for a failure); ``budget``, ``pred_adv``, ``visibility`` and ``ssim`` = those of
+        runs (NaN for a failure); ``budget``, ``pred_adv``, ``visibility``, ``ssim`` and ``ciede2000`` = those of
         the run that gave this least distortion (for a failure: NaN and the prediction of the largest-budget
         run); ``forward_passes``, ``backward_passes`` and ``seconds`` = totals over all runs
         (the cost of the whole protocol); ``n_runs`` = number of runs merged.
@@ -250,6 +251,21 @@ def mean_ssim(records: pd.DataFrame, attack: str | None = None) -> float:
     return _mean_visibility(kept, "ssim")
 
 
+def mean_ciede2000(records: pd.DataFrame, attack: str | None = None) -> float:
+    """Average CIEDE2000 colour difference ΔE00 (:func:`smoothlab.similarity.ciede2000`) over the
+    successes, conditioned like ``D̄``: after the union over budgets (each image keeps the ΔE00 of
+    its least-distortion successful run), over correctly classified images only; successes without
+    one (NaN) are left out. NaN when no success has one.
+
+    Raises
+    ------
+    ValueError
+        Invalid records, an ambiguous or unknown ``attack``, or no correctly classified image.
+    """
+    kept = _correct_only(_select(records, attack, "mean_ciede2000"), "mean_ciede2000")
+    return _mean_visibility(kept, "ciede2000")
+
+
 def _mean_visibility(kept: pd.DataFrame, column: str = "visibility") -> float:
     v = kept.loc[kept["success"], column].to_numpy(dtype="float64")
     v = v[~np.isnan(v)]
@@ -322,6 +338,7 @@ SUMMARY_COLUMNS: dict[str, str] = {
     "mean_distortion": "D̄",
     "mean_visibility": "V̄",
     "mean_ssim": "SSIM",
+    "mean_ciede2000": "ΔE00",
     "max_distortion": "D_max",
     "floor": "floor",
     "forward_passes": "fwd/img",
@@ -347,13 +364,14 @@ def summary(records: pd.DataFrame) -> pd.DataFrame:
         eq. 20), ``mean_distortion`` (D̄, eq. 20, conditional on success),
         ``mean_visibility`` (V̄: mean visibility over the successes, see
         :func:`mean_visibility`), ``mean_ssim`` (SSIM: mean structural similarity over the
-        successes, :func:`mean_ssim`), ``max_distortion`` (D_max of eq. 21), ``floor`` (attacks run
+        successes, :func:`mean_ssim`), ``mean_ciede2000`` (ΔE00: mean CIEDE2000 colour difference
+        over the successes, :func:`mean_ciede2000`), ``max_distortion`` (D_max of eq. 21), ``floor`` (attacks run
         at two budgets or more: the fraction of the N images already fooled at the smallest budget,
         :func:`grid_floor`; NaN otherwise), ``forward_passes`` and ``backward_passes``
         (mean per correctly classified image, all budgets together) and ``seconds``
         (total over all records of the attack, misclassified images included).
-        ``mean_distortion``/``mean_visibility``/``mean_ssim``/``max_distortion`` are NaN when
-        ``n_success = 0`` (``mean_visibility``/``mean_ssim`` also when none was computed) and
+        ``mean_distortion``/``mean_visibility``/``mean_ssim``/``mean_ciede2000``/``max_distortion`` are NaN when
+        ``n_success = 0`` (``mean_visibility``/``mean_ssim``/``mean_ciede2000`` also when none was computed) and
         ``p_success`` is NaN when ``n_correct = 0`` (undefined statistics).
 
     Examples
@@ -395,6 +413,7 @@ def summary(records: pd.DataFrame) -> pd.DataFrame:
                 "mean_distortion": float(np.sum(d) / d.size) if d.size else math.nan,
                 "mean_visibility": _mean_visibility(kept),
                 "mean_ssim": _mean_visibility(kept, "ssim"),
+                "mean_ciede2000": _mean_visibility(kept, "ciede2000"),
                 "max_distortion": float(np.max(d)) if d.size else math.nan,
                 "floor": floors.get(name, math.nan),
                 "forward_passes": float(kept["forward_passes"].sum()) / n if n else math.nan,

@@ -27,6 +27,10 @@ column              dtype      meaning
 ``ssim``            float64    :func:`smoothlab.similarity.ssim` ``(x_o, x_a)``, the structural
                                similarity (1: identical); NaN where the attack failed or it was
                                not computed. *Optional on input*, like ``visibility``
+``ciede2000``       float64    :func:`smoothlab.similarity.ciede2000` ``(x_o, x_a)``, the CIEDE2000
+                               colour difference ΔE00 averaged over the pixels (0: identical; grey
+                               images read as RGB); NaN where the attack failed or it was not
+                               computed (images of other than 1 or 3 channels). *Optional on input*
 ``forward_passes``  int64      forward passes spent on this image
 ``backward_passes`` int64      backward passes spent on this image
 ``seconds``         float64    wall time of the attack call divided evenly over its batch
@@ -39,7 +43,7 @@ Public API
 - :data:`RECORD_COLUMNS`, :data:`OPTIONAL_RECORD_COLUMNS` -- the schema above;
 - :func:`records_from_result` -- one attack call -> records (with the ``visibility`` column from a
   :class:`smoothlab.magnification.Magnifier` of the originals, shared between calls on the same
-  images through ``visibility_cache``, and the ``ssim`` column);
+  images through ``visibility_cache``, and the ``ssim`` and ``ciede2000`` columns);
 - :func:`validate_records` -- check a frame against the schema and return it with the schema's dtypes;
 - :func:`sort_records` -- the canonical row order (bit-identical aggregates however records were made).
 """
@@ -71,6 +75,7 @@ RECORD_COLUMNS: dict[str, str] = {
     "distortion": "float64",
     "visibility": "float64",
     "ssim": "float64",
+    "ciede2000": "float64",
     "forward_passes": "int64",
     "backward_passes": "int64",
     "seconds": "float64",
@@ -79,7 +84,7 @@ RECORD_COLUMNS: dict[str, str] = {
 
 #: Columns of :data:`RECORD_COLUMNS` that records may lack (:func:`validate_records` adds
 #: them, filled with NaN): records made before they existed, or by hand.
-OPTIONAL_RECORD_COLUMNS: tuple[str, ...] = ("visibility", "ssim")
+OPTIONAL_RECORD_COLUMNS: tuple[str, ...] = ("visibility", "ssim", "ciede2000")
 #: Integer columns that count something (>= 0).
 _NON_NEGATIVE_COLUMNS = ("image_id", "forward_passes", "backward_passes")
 
@@ -213,6 +218,11 @@ def _check_distortion_and_visibility(df: pd.DataFrame, name: str) -> None:
     if np.any(bad_q):
         raise ValueError(f"{name}['ssim'] must be in [-1, 1] (or NaN: not computed), got {q[bad_q][0]}")
     df.loc[~succ, "ssim"] = np.nan
+    e = df["ciede2000"].to_numpy()
+    bad_e = succ & ~np.isnan(e) & ~(np.isfinite(e) & (e >= 0))
+    if np.any(bad_e):
+        raise ValueError(f"{name}['ciede2000'] must be finite and >= 0 (or NaN: not computed), got {e[bad_e][0]}")
+    df.loc[~succ, "ciede2000"] = np.nan
 
 
 def _check_consistency(df: pd.DataFrame, name: str) -> None:
@@ -276,9 +286,11 @@ def records_from_result(
     x : torch.Tensor, optional
         The original images ``(B, C, H, W)`` given to the attack. When given, the
         ``visibility`` column is :func:`smoothlab.magnification.visibility` ``(x, result.x_adv)``
-        and the ``ssim`` column :func:`smoothlab.similarity.ssim` ``(x, result.x_adv)`` for the
+        the ``ssim`` column :func:`smoothlab.similarity.ssim` ``(x, result.x_adv)`` and the
+        ``ciede2000`` column :func:`smoothlab.similarity.ciede2000` ``(x, result.x_adv)`` for the
         successes (computed for those images only, without gradients); otherwise they are NaN.
-        SSIM stays NaN for images smaller than its 7x7 window.
+        SSIM stays NaN for images smaller than its 7x7 window, ΔE00 for images of other than 1
+        or 3 channels.
     visibility_options : dict, optional
         Keyword arguments of :func:`smoothlab.magnification.visibility` (magnification options);
         default: its defaults.
@@ -332,11 +344,13 @@ def records_from_result(
     seconds = float(result.seconds)
     vis = np.full(b, np.nan, dtype="float64")
     sim = np.full(b, np.nan, dtype="float64")
+    de = np.full(b, np.nan, dtype="float64")
     if x is not None:
         _check_originals(x, result, b)
         if visibility:
             vis = _visibility_of_successes(x, result, success.astype(bool), visibility_options, ids, visibility_cache)
         sim = _ssim_of_successes(x, result, success.astype(bool))
+        de = _ciede2000_of_successes(x, result, success.astype(bool))
     df = pd.DataFrame(
         {
             "image_id": ids.astype("int64"),
@@ -350,6 +364,7 @@ def records_from_result(
             "distortion": np.where(success, distortion, np.nan),
             "visibility": vis,
             "ssim": sim,
+            "ciede2000": de,
             "forward_passes": per_image(result.forward_passes, "result.forward_passes").astype("int64"),
             "backward_passes": per_image(result.backward_passes, "result.backward_passes").astype("int64"),
             "seconds": np.full(b, seconds / b, dtype="float64"),
@@ -384,6 +399,21 @@ def _ssim_of_successes(x: Any, result: Any, success: np.ndarray) -> np.ndarray:
         idx = torch.from_numpy(np.flatnonzero(success)).to(x.device)
         xa = result.x_adv.detach()[idx].to(x.dtype).clamp(0.0, 1.0)
         out[success] = ssim(x.detach()[idx], xa).cpu().numpy()
+    return out
+
+
+def _ciede2000_of_successes(x: Any, result: Any, success: np.ndarray) -> np.ndarray:
+    """``ciede2000(x_o, x_a)`` for the successful images of a batch, NaN elsewhere (and for images
+    of other than 1 or 3 channels)."""
+    import torch
+
+    from smoothlab.similarity import ciede2000
+
+    out = np.full(success.shape[0], np.nan, dtype="float64")
+    if success.any() and x.shape[1] in (1, 3):
+        idx = torch.from_numpy(np.flatnonzero(success)).to(x.device)
+        xa = result.x_adv.detach()[idx].to(x.dtype).clamp(0.0, 1.0)
+        out[success] = ciede2000(x.detach()[idx], xa).cpu().numpy()
     return out
 
 

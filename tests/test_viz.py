@@ -154,4 +154,4 @@ def test_summary_table():
     assert list(cols[3]) == ["0.750", "0.750", "0.750"]  # accuracy N / N'
     assert list(cols[5]) == ["0.333", "1.000", "0.667"]  # P_suc = N_suc / N
     assert list(cols[6]) == ["4.000", "1.267", "2.750"]  # D̄ over the successes
-    assert list(cols[9]) == ["4.000", "1.900", "3.000"]  # D_max (after V̄ and SSIM)
+    assert list(cols[10]) == ["4.000", "1.900", "3.000"]  # D_max (after V̄, SSIM and ΔE00)

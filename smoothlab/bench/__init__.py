@@ -11,6 +11,9 @@
 - :func:`paper_scenarios`, :func:`run_all` -- the specs of Tables 1-3 by name, and several runs in
   one call (each in its own folder);
 - :func:`run_shard` -- the unit of work, identical on every path;
+- :func:`compare` -- several finished runs in one table (also LaTeX) and one figure;
+- :func:`load_adversarials` -- the adversarial images a run kept (``run(..., save_adversarials=True)``),
+  checked against its records;
 - :func:`register_model` -- evaluate models of your own by name (:data:`MODELS` are built in;
   the registry lives in :mod:`smoothlab.models` and is re-exported here);
 - :func:`register_dataset` -- evaluate on data of your own by name (:data:`DATASETS` are built
@@ -21,7 +24,9 @@ Dask (``distributed``) is imported only when a run uses it.
 
 from __future__ import annotations
 
+from smoothlab.bench.comparison import Comparison, compare
 from smoothlab.bench.runner import BenchResult, run
+from smoothlab.bench.saved import SavedAdversarials, load_adversarials
 from smoothlab.bench.scenarios import paper_scenarios, run_all
 from smoothlab.bench.shard import cache_info, clear_cache, plan_shards, run_shard, select_images
 from smoothlab.bench.spec import (
@@ -47,11 +52,13 @@ __all__ = [
     "AttackSpec",
     "BenchResult",
     "BenchSpec",
+    "Comparison",
     "DATASETS",
     "DEFAULT_BUDGETS",
     "EXTRA_ATTACKS",
     "IMAGENET_BUDGETS",
     "MODELS",
+    "SavedAdversarials",
     "SINGLE_BUDGETS",
     "TABLE1_BUDGETS",
     "TABLE2_BUDGETS",
@@ -59,7 +66,9 @@ __all__ = [
     "build_model",
     "cache_info",
     "clear_cache",
+    "compare",
     "default_attacks",
+    "load_adversarials",
     "model_names",
     "parse_budgets",
     "paper_scenarios",

@@ -111,12 +111,13 @@ def worker_gpu(name: Any, n_gpus: int, *, pin_by_name: bool | None = None, env: 
         return zlib.crc32(str(name).encode()) % n_gpus
 
 
-def shard_task(spec: BenchSpec, index: int, image_ids: list[int], threads: int) -> Any:
-    """Dask task: one shard's records (the same function as the in-process path)."""
+def shard_task(spec: BenchSpec, index: int, image_ids: list[int], threads: int, adversarials: bool = False) -> Any:
+    """Dask task: one shard's records, with ``adversarials`` also its adversarial images (the same
+    function as the in-process path)."""
     from smoothlab.bench.shard import run_shard, torch_threads
 
     with torch_threads(threads):
-        return run_shard(spec, index, image_ids)
+        return run_shard(spec, index, image_ids, adversarials=adversarials)
 
 
 def machine_workers() -> int:

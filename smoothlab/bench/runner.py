@@ -158,6 +158,7 @@ def run(
     threads: int = 1,
     connect_timeout: float = 10.0,
     on_shard: Callable[[int, pd.DataFrame], None] | None = None,
+    save_adversarials: bool = False,
 ) -> BenchResult:
     """Evaluate the attacks of ``spec`` dataset-wide with the protocol of section 5.1.
 
@@ -195,6 +196,14 @@ def run(
         Seconds to wait for ``scheduler`` before raising ``ConnectionError``.
     on_shard : callable, optional
         ``on_shard(index, records)`` after each shard computed by this call is written.
+    save_adversarials : bool
+        Also keep, per shard in ``out/adversarials/``, each image's least distorted successful
+        adversarial image for each attack, taken from the same attack calls: ``uint8`` (exact, PNG-safe)
+        for attacks run with ``quantise=True`` (:meth:`BenchSpec.quantised`), ``float16`` otherwise.
+        Checksummed and resumed like the records: a shard whose file is missing or invalid is
+        recomputed (with bit-identical records). Read them with
+        :func:`smoothlab.bench.load_adversarials`. Needs ``out``, and an ``out`` that saved
+        them from its first shard.
 
     Returns
     -------
@@ -206,7 +215,8 @@ def run(
     ValueError
         Image indices out of range of the split, bad arguments.
     FileExistsError
-        ``out`` holds another spec and ``overwrite`` is false.
+        ``out`` holds another spec and ``overwrite`` is false, or ``save_adversarials`` and
+        ``out`` holds shards written without it.
     ConnectionError
         ``scheduler`` cannot be reached within ``connect_timeout`` seconds.
 
@@ -225,14 +235,20 @@ def run(
     """
     t0 = time.perf_counter()
     spec = _check_run_arguments(spec, client, scheduler, workers, max_shards, threads, connect_timeout)
+    if not isinstance(save_adversarials, bool):
+        raise TypeError(f"save_adversarials must be a bool, got {save_adversarials!r}")
+    if save_adversarials and out is None:
+        raise ValueError("save_adversarials=True needs out= (the folder the images are saved in), got out=None")
     in_process = workers == 0
     _check_device_here(spec, runs_here=in_process or (client is None and scheduler is None))
 
     # Images and shards (index range checked on the calling side, before any work).
     shards = plan_shards(spec, select_images(spec, dataset_size(spec)))
-    state = _RunState(spec, shards, on_shard)
+    state = _RunState(spec, shards, on_shard, save_adversarials)
     if out is not None:
-        state.resume(storage.prepare_out(Path(out), spec, overwrite))
+        folder = storage.prepare_out(Path(out), spec, overwrite)
+        storage.check_adversarials_folder(folder, save_adversarials)
+        state.resume(folder)
     todo = state.todo(max_shards)
 
     mode, n_workers, dashboard = "in-process", 1, None
@@ -241,7 +257,7 @@ def run(
     elif todo:
         mode, n_workers, dashboard = _run_dask(
             spec, shards, todo, state.finish_shard, client, scheduler, workers, progress, threads, connect_timeout,
-            len(state.reused),
+            len(state.reused), save_adversarials,
         )
     result = state.result(mode=mode, n_workers=n_workers, dashboard=dashboard)
     result.seconds = time.perf_counter() - t0
@@ -294,9 +310,14 @@ class _RunState:
     """The shards of one :func:`run` call: those found in ``out/``, those computed, and the result."""
 
     def __init__(
-        self, spec: BenchSpec, shards: list[np.ndarray], on_shard: Callable[[int, pd.DataFrame], None] | None
+        self,
+        spec: BenchSpec,
+        shards: list[np.ndarray],
+        on_shard: Callable[[int, pd.DataFrame], None] | None,
+        adversarials: bool = False,
     ) -> None:
         self.spec = spec
+        self.adversarials = adversarials
         self.shards = shards
         self.on_shard = on_shard
         self.out: Path | None = None
@@ -306,10 +327,15 @@ class _RunState:
         self.computed: list[int] = []
 
     def resume(self, out: Path) -> None:
-        """Reuse every valid shard in ``out``; note (and delete) the invalid ones."""
+        """Reuse every valid shard in ``out``; note (and delete) the invalid ones. When saving
+        adversarial images, a shard is valid with a valid adversarials file only."""
         self.out = out
         for k, ids in enumerate(self.shards):
             df, reason = storage.read_shard(out, self.spec, k, ids)
+            if df is not None and self.adversarials:
+                df = self._adversarials_valid(k, ids, df)
+                if df is None:
+                    continue
             if df is not None:
                 self.done[k] = df
             elif reason != "missing":
@@ -318,14 +344,32 @@ class _RunState:
                 storage.shard_path(out, k).unlink(missing_ok=True)
         self.reused = sorted(self.done)
 
+    def _adversarials_valid(self, k: int, ids: np.ndarray, df: pd.DataFrame) -> pd.DataFrame | None:
+        """``df`` when shard ``k``'s adversarials file is valid; else ``None`` (the shard is recomputed)."""
+        assert self.out is not None
+        adv, reason = storage.read_adversarials(self.out, self.spec, k, ids, df)
+        if adv is not None:
+            return df
+        if reason == "missing":
+            log.warning("shard %d in %s has no saved adversarial images: recomputing it", k, self.out)
+        else:
+            log.warning("adversarial images of shard %d in %s are invalid (%s): recomputing the shard", k, self.out, reason)
+            self.invalid.append(k)
+            storage.adversarials_path(self.out, k).unlink(missing_ok=True)
+        return None
+
     def todo(self, max_shards: int | None) -> list[int]:
         """The shards still to compute in this call."""
         todo = [k for k in range(len(self.shards)) if k not in self.done]
         return todo if max_shards is None else todo[:max_shards]
 
-    def finish_shard(self, k: int, df: pd.DataFrame) -> None:
-        """Write shard ``k`` at once (when there is an ``out``) and keep its records."""
+    def finish_shard(self, k: int, computed: pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]) -> None:
+        """Write shard ``k`` at once (when there is an ``out``; its adversarial images first) and
+        keep its records."""
+        df, adv = computed if isinstance(computed, tuple) else (computed, None)
         if self.out is not None:
+            if adv is not None:
+                storage.write_adversarials(self.out, self.spec, k, self.shards[k], adv, df)
             storage.write_shard(self.out, self.spec, k, self.shards[k], df)
         self.done[k] = df
         self.computed.append(k)
@@ -367,7 +411,7 @@ def _run_in_process(state: _RunState, todo: list[int], progress: bool, threads: 
     try:
         with torch_threads(threads):
             for k in todo:
-                state.finish_shard(k, run_shard(state.spec, k, state.shards[k]))
+                state.finish_shard(k, run_shard(state.spec, k, state.shards[k], adversarials=state.adversarials))
                 bar.update()
     finally:
         bar.close()
@@ -377,7 +421,7 @@ def _run_dask(
     spec: BenchSpec,
     shards: list[np.ndarray],
     todo: list[int],
-    finish_shard: Callable[[int, pd.DataFrame], None],
+    finish_shard: Callable[[int, Any], None],
     client: Any,
     scheduler: str | None,
     workers: int | None,
@@ -385,6 +429,7 @@ def _run_dask(
     threads: int,
     connect_timeout: float,
     n_reused: int,
+    adversarials: bool = False,
 ) -> tuple[str, int, str | None]:
     """Run the shards ``todo`` as Dask tasks, writing each as it completes."""
     try:
@@ -419,7 +464,9 @@ def _run_dask(
         client.register_plugin(BenchWorkerPlugin(spec, threads=threads, pin_by_name=pin))
         token = f"{spec.hash[:10]}-{uuid.uuid4().hex[:8]}"  # unique per call: never reuse old futures
         futures = [
-            client.submit(shard_task, spec, k, [int(i) for i in shards[k]], threads, key=f"smoothlab-shard-{token}-{k}")
+            client.submit(
+                shard_task, spec, k, [int(i) for i in shards[k]], threads, adversarials, key=f"smoothlab-shard-{token}-{k}"
+            )
             for k in todo
         ]
         index = {f.key: k for f, k in zip(futures, todo)}

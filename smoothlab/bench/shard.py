@@ -31,6 +31,7 @@ __all__ = [
     "run_shard",
     "torch_threads",
     "cache_info",
+    "ADVERSARIAL_COLUMNS",
 ]
 
 # Process-local cache: ("data", dataset, source, split, input size, registry version) -> images;
@@ -244,7 +245,7 @@ def _on_target(result: Any, target: Any, y: Any, pred_clean: Any) -> Any:
 def _sweep_to_first_success(
     spec: BenchSpec, fn: Any, kwargs: dict[str, Any], model: Any, target: Any, xb: Any, yb: Any, block: np.ndarray,
     target_clean: Any, vis_cache: dict[Any, Any] | None, budgets: Sequence[float],
-) -> list[pd.DataFrame]:
+) -> list[tuple[pd.DataFrame, Any]]:
     """``spec.sweep == "first-success"``: the budgets in increasing order, each run on the images of the
     batch that no smaller budget fooled (and that the model classifies correctly), so each image's sweep
     stops at its first successful budget. The records hold one row per budget run: every image at the
@@ -252,7 +253,8 @@ def _sweep_to_first_success(
     successful budgets; it is the first successful one's wherever larger budgets give larger
     distortions: always for FGSM (one gradient, so each pixel's change grows with ``ε``), and for
     I-FGSM, PGD2 and sPGD2 on every one of 4,160 (image, attack) pairs measured on the full grid
-    (``benchmarks/README.md``, "The budget sweep"). ``sweep="full"`` runs every budget on every image."""
+    (``benchmarks/README.md``, "The budget sweep"). ``sweep="full"`` runs every budget on every image.
+    Returns the records and the adversarial images of each budget's call."""
     import torch
 
     from smoothlab.records import records_from_result
@@ -270,33 +272,77 @@ def _sweep_to_first_success(
         if target is not None:
             res = _on_target(res, target, yin, target_clean[left])
         ids = block[left.cpu().numpy()]
-        frames.append(records_from_result(
+        frames.append((records_from_result(
             res, image_ids=ids, labels=yin, budget=np.full(ids.size, float(eps), dtype=np.float64), x=xin,
             visibility=spec.visibility, visibility_cache=vis_cache,
-        ))
+        ), res.x_adv))
         go_on = (res.pred_clean.to(yin.device) == yin) & ~res.success.to(yin.device)
         left = left[go_on.to(left.device)]
     return frames
 
 
-def run_shard(spec: BenchSpec, shard_index: int, image_ids: Sequence[int]) -> pd.DataFrame:
+#: Columns of the adversarial images of a shard (:func:`run_shard` with ``adversarials=True``).
+ADVERSARIAL_COLUMNS = ("attack", "image_id", "budget", "distortion", "pred_adv", "dtype", "shape", "pixels")
+
+
+def _least_distorted(rec: pd.DataFrame, x_adv: Any, exact_8bit: bool) -> pd.DataFrame:
+    """Per image of one attack call's records ``rec`` (row ``i`` is ``x_adv[i]``), its least
+    distorted successful adversarial image (ties: the smallest budget, as
+    :func:`smoothlab.metrics.union_over_budgets`), as ``uint8`` bytes (``round(255 x)``) when
+    ``exact_8bit`` (a quantised attack: exact), else ``float16`` bytes."""
+    import torch
+
+    pos = np.flatnonzero(rec["success"].to_numpy())
+    sub = rec.iloc[pos].assign(_pos=pos, _b=rec["budget"].to_numpy()[pos])
+    best = sub.sort_values(["image_id", "distortion", "_b"], kind="stable", na_position="last")
+    best = best.drop_duplicates("image_id", keep="first")
+    xs = x_adv.detach()[torch.tensor(best["_pos"].to_numpy(dtype="int64"), device=x_adv.device)].cpu()
+    if exact_8bit:
+        arr, dtype = (xs.float() * 255).round().clamp(0, 255).to(torch.uint8).numpy(), "uint8"
+    else:
+        arr, dtype = xs.to(torch.float16).numpy(), "float16"
+    return pd.DataFrame(
+        {
+            "attack": best["attack"].astype(str).to_numpy(),
+            "image_id": best["image_id"].to_numpy(dtype="int64"),
+            "budget": best["budget"].to_numpy(dtype="float64"),
+            "distortion": best["distortion"].to_numpy(dtype="float64"),
+            "pred_adv": best["pred_adv"].to_numpy(dtype="int64"),
+            "dtype": [dtype] * len(best),
+            "shape": [",".join(map(str, a.shape)) for a in arr],
+            "pixels": pd.Series([a.tobytes() for a in arr], dtype=object),
+        },
+        columns=list(ADVERSARIAL_COLUMNS),
+    )
+
+
+def run_shard(
+    spec: BenchSpec, shard_index: int, image_ids: Sequence[int], *, adversarials: bool = False
+) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
     """Run every attack of ``spec`` on the images ``image_ids`` (shard ``shard_index``).
 
     Images are processed in batches of ``spec.batch_size`` aligned on the global image list
-    (shard ``k`` starts at position ``k * shard_size``, a multiple of ``batch_size``), and the
-    budgets of an attack are stacked in the batch dimension of a single call, so every
-    record is the same whatever the shard size or the worker that computed it.
+    (shard ``k`` starts at position ``k * shard_size``, a multiple of ``batch_size``), so every
+    record is the same whatever the shard size or the worker that computed it. With
+    ``spec.sweep == "full"`` the budgets of an attack are stacked in the batch dimension of a single
+    call; with ``"first-success"`` (default) they are run in increasing order, each on the images of
+    the batch that no smaller budget fooled.
 
     The attacks are crafted on ``spec.model``; with ``spec.target_model`` the adversarial
     images are then classified by the target and the records hold the target's predictions
     and success (transferability, sec. 5.4). The ``ssim`` column, and with ``spec.visibility``
     the ``visibility`` column, are filled right after each attack (successes only; NaN for failures).
 
+    With ``adversarials=True`` it also keeps, per attack and image, the least distorted successful
+    adversarial image (:data:`ADVERSARIAL_COLUMNS`: ``uint8`` for an attack with
+    ``quantise=True``, ``float16`` otherwise), taken from the same attack calls.
+
     Returns
     -------
-    pandas.DataFrame
+    pandas.DataFrame, or (pandas.DataFrame, pandas.DataFrame)
         Per-image records (:data:`smoothlab.records.RECORD_COLUMNS`), ``attack`` = the
-        attack's key, sorted by ``(attack, budget, image_id)``.
+        attack's key, sorted by ``(attack, budget, image_id)``; with ``adversarials=True`` also
+        the adversarial images, sorted by ``(attack, image_id)``.
     """
     import torch
 
@@ -311,7 +357,7 @@ def run_shard(spec: BenchSpec, shard_index: int, image_ids: Sequence[int]) -> pd
     model = cached_model(spec)
     target = None if spec.target_model is None else cached_model(spec, spec.target_model)
     device = _device(spec)
-    frames = []
+    frames, advs = [], []
     first_block = shard_index * (spec.shard_size // spec.batch_size)
     for j, start in enumerate(range(0, ids.size, spec.batch_size)):
         block = ids[start : start + spec.batch_size]
@@ -329,10 +375,12 @@ def run_shard(spec: BenchSpec, shard_index: int, image_ids: Sequence[int]) -> pd
             if attack.budgets and spec.sweep == "first-success":
                 if _SHORTCUTS:
                     _share_smoother(kwargs, smoothers, xb, 0)
-                for rec in _sweep_to_first_success(spec, fn, kwargs, model, target, xb, yb, block, target_clean, vis_cache,
-                                                   attack.budgets):
+                for rec, x_adv in _sweep_to_first_success(spec, fn, kwargs, model, target, xb, yb, block, target_clean,
+                                                          vis_cache, attack.budgets):
                     rec["attack"] = attack.key
                     frames.append(rec)
+                    if adversarials:  # an image succeeds in one call at most: its first successful budget
+                        advs.append(_least_distorted(rec, x_adv, attack.params.get("quantise") is True))
                 continue
             k = max(1, len(attack.budgets))
             xin, yin = (xb.repeat(k, 1, 1, 1), yb.repeat(k)) if attack.budgets else (xb, yb)
@@ -354,4 +402,10 @@ def run_shard(spec: BenchSpec, shard_index: int, image_ids: Sequence[int]) -> pd
             )
             rec["attack"] = attack.key
             frames.append(rec)
-    return sort_records(pd.concat(frames, ignore_index=True))
+            if adversarials:
+                advs.append(_least_distorted(rec, res.x_adv, attack.params.get("quantise") is True))
+    records = sort_records(pd.concat(frames, ignore_index=True))
+    if not adversarials:
+        return records
+    adv = pd.concat(advs, ignore_index=True).sort_values(["attack", "image_id"], kind="stable")
+    return records, adv.reset_index(drop=True)

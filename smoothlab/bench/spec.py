@@ -56,8 +56,10 @@ __all__ = [
 #: of :attr:`BenchSpec.hash`, so shards written by an older version are recomputed.
 #: 1: first version. 2: ``target_model`` (transferability, sec. 5.4), ``visibility`` and the
 #: records' ``visibility`` column. 3: the records' ``ssim`` column (and, not a field but the
-#: default ``attacks``, the Table 1 grids of :data:`TABLE1_BUDGETS`). 4: ``sweep`` (a document of
-#: an older version was written with every budget run on every image: it reads as ``sweep="full"``).
+#: default ``attacks``, the Table 1 grids of :data:`TABLE1_BUDGETS`). 4: the records' ``ciede2000``
+#: column (every other column unchanged: an output folder of version 3 is taken over and its shards
+#: recomputed) and ``sweep`` (a document of an older version was written with every budget run on every
+#: image: it reads as ``sweep="full"``).
 SPEC_VERSION = 4
 # Versions from_json still reads (missing fields take their defaults).
 _READABLE_VERSIONS = (1, 2, 3, 4)
@@ -560,6 +562,41 @@ class BenchSpec:
                 a = dataclasses.replace(a, budgets=grid)
             attacks.append(a)
         return self.replace(attacks=tuple(attacks))
+
+    def quantised(self) -> BenchSpec:
+        """A copy whose attacks all run with ``quantise=True``: the 8-bit protocol.
+
+        Each attack returns adversarial images on the 8-bit grid, checked by the model
+        (:mod:`smoothlab.attacks` ``quantise=``), so that ``P_suc`` is the success rate after a
+        PNG save and load; the images saved by ``run(..., save_adversarials=True)`` are then
+        stored exactly, as ``uint8``.
+
+        Raises
+        ------
+        ValueError
+            An attack of the spec takes no ``quantise`` option.
+        """
+        import inspect
+
+        from smoothlab.attacks import ATTACKS
+
+        attacks = []
+        for a in self.attacks:
+            try:
+                params = inspect.signature(ATTACKS[a.name]).parameters
+                # the smooth variants pass **kwargs on to their base attack
+                takes = "quantise" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+            except (TypeError, ValueError):
+                takes = False
+            if not takes:
+                raise ValueError(f"attack {a.key!r} ({a.name}) takes no quantise= option, so it cannot run the 8-bit protocol")
+            attacks.append(dataclasses.replace(a, params={**a.params, "quantise": True}))
+        return self.replace(attacks=tuple(attacks))
+
+    @property
+    def is_quantised(self) -> bool:
+        """Every attack runs with ``quantise=True`` (:meth:`quantised`)."""
+        return all(a.params.get("quantise") is True for a in self.attacks)
 
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict[str, Any]:

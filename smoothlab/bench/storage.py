@@ -5,6 +5,8 @@ Layout of ``out/``::
     spec.json                       the BenchSpec (JSON) and its hash
     shards/shard-00000.parquet      records of shard 0, written as soon as it finishes
     ...
+    adversarials/shard-00000.parquet  with ``save_adversarials``: each image's least distorted
+    ...                             successful adversarial image per attack in shard 0
     records.parquet                 all records, sorted (written when the run is complete)
     table.md, table.csv             summary per attack (eq. 20)
     operating_characteristic.html   Figure 2 (eq. 21), Plotly
@@ -15,6 +17,13 @@ read, belongs to another spec or shard, whose content does not match its checksu
 after it was written, or written without one), or does not hold exactly the expected records
 is reported invalid, deleted and recomputed. Files are
 written to a temporary name and renamed, so a crash never leaves half a shard behind.
+
+An adversarials file carries the same tags, the checksum of its shard's records (it belongs to
+those records) and one of its own content (:func:`adversarials_checksum`); it is checked the same
+way, and a shard whose adversarials file is missing or invalid is recomputed when the run saves
+adversarials (the records come out bit-identical). Images are stored as ``uint8`` (``round(255 x)``,
+what a PNG holds) where the attack ran with ``quantise=True`` (exact: they are on the 8-bit grid),
+else as ``float16``.
 
 A folder written by an older smoothlab for the same spec (a ``spec.json`` of an older
 :data:`~smoothlab.bench.spec.SPEC_VERSION` that reads as an equal spec) is taken over: its
@@ -49,10 +58,17 @@ __all__ = [
     "read_shard",
     "records_checksum",
     "write_parquet",
+    "ADV_DIR",
+    "adversarials_path",
+    "adversarials_checksum",
+    "check_adversarials_folder",
+    "write_adversarials",
+    "read_adversarials",
 ]
 
 SPEC_FILE = "spec.json"
 SHARD_DIR = "shards"
+ADV_DIR = "adversarials"
 REPORT_FILES = ("records.parquet", "table.md", "table.csv", "operating_characteristic.html")
 _META_PREFIX = "smoothlab."
 log = logging.getLogger("smoothlab.bench")
@@ -282,6 +298,7 @@ def prepare_out(out: Path, spec: BenchSpec, overwrite: bool) -> Path:
                 "pass overwrite=True to replace them, or choose another folder"
             )
         shutil.rmtree(out / SHARD_DIR, ignore_errors=True)
+        shutil.rmtree(out / ADV_DIR, ignore_errors=True)
         ours = False
         for name in REPORT_FILES + (SPEC_FILE,):
             with contextlib.suppress(OSError):
@@ -292,3 +309,108 @@ def prepare_out(out: Path, spec: BenchSpec, overwrite: bool) -> Path:
         doc = {"hash": spec.hash, **json.loads(spec.to_json())}
         _atomic_write_bytes(spec_file, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
     return out
+
+
+# --------------------------------------------------------------------------- adversarial images
+
+
+def adversarials_path(out: Path, index: int) -> Path:
+    return Path(out) / ADV_DIR / f"shard-{index:05d}.parquet"
+
+
+def adversarials_checksum(adv: pd.DataFrame) -> str:
+    """``"sha256:..."`` of an adversarials frame: :func:`records_checksum` of its plain columns,
+    then the length and bytes of each image (column ``pixels``)."""
+    h = hashlib.sha256(records_checksum(adv.drop(columns="pixels")).encode())
+    for blob in adv["pixels"]:
+        h.update(f"{len(blob)}\0".encode())
+        h.update(bytes(blob))
+    return "sha256:" + h.hexdigest()
+
+
+def check_adversarials_folder(out: Path, save: bool) -> None:
+    """Before a run that saves adversarial images: ``out`` must be new to shards, or have saved
+    them from the start (its ``adversarials/`` folder); then that folder exists.
+
+    Raises
+    ------
+    FileExistsError
+        ``save`` and ``out`` holds shards written without saving adversarial images.
+    """
+    out = Path(out)
+    has_dir = (out / ADV_DIR).is_dir()
+    if not save:
+        if has_dir:
+            log.warning("%s holds saved adversarial images: the shards computed without save_adversarials will "
+                        "have none (a later run with it recomputes them)", out)
+        return
+    if not has_dir and any((out / SHARD_DIR).glob("shard-*.parquet")):
+        raise FileExistsError(
+            f"output folder {out} holds shards written without save_adversarials, so it has no adversarial images "
+            "to keep; run without save_adversarials to resume it, or pass overwrite=True (or another folder) to "
+            "start afresh and save them"
+        )
+    (out / ADV_DIR).mkdir(exist_ok=True)
+
+
+def write_adversarials(
+    out: Path, spec: BenchSpec, index: int, image_ids: np.ndarray, adv: pd.DataFrame, records: pd.DataFrame
+) -> Path:
+    """Write the adversarial images of one shard, tagged like :func:`write_shard` and with the
+    checksum of the shard's ``records``."""
+    path = adversarials_path(out, index)
+    write_parquet(
+        path,
+        adv,
+        {
+            "spec_hash": spec.hash,
+            "shard_index": int(index),
+            "image_ids": [int(i) for i in image_ids],
+            "records_checksum": records_checksum(records),
+            "checksum": adversarials_checksum(adv),
+        },
+    )
+    return path
+
+
+def _expected_adversarials(records: pd.DataFrame) -> pd.DataFrame:
+    """Per attack and image with a success, the least distortion of the records (eq. 20's union)."""
+    ok = records[records["success"]]
+    return ok.groupby(["attack", "image_id"], sort=True)["distortion"].min()
+
+
+def read_adversarials(
+    out: Path, spec: BenchSpec, index: int, image_ids: np.ndarray, records: pd.DataFrame
+) -> tuple[pd.DataFrame | None, str]:
+    """Read and check the adversarials file of one shard against its (valid) ``records``.
+
+    Returns
+    -------
+    adversarials, reason
+        ``(DataFrame, "")`` for a valid file; ``(None, reason)`` when it is missing, unreadable,
+        of another spec, shard or records, altered, or does not hold exactly one image per
+        attack and successful image, at the records' least distortion.
+    """
+    import pyarrow.parquet as pq
+
+    path = adversarials_path(out, index)
+    if not path.exists():
+        return None, "missing"
+    try:
+        meta = _read_metadata(path)
+        if meta.get("spec_hash") != spec.hash:
+            return None, f"written for another spec (hash {str(meta.get('spec_hash'))[:12]})"
+        if meta.get("shard_index") != index or meta.get("image_ids") != [int(i) for i in image_ids]:
+            return None, "written for other images (shard index or image ids differ)"
+        if meta.get("records_checksum") != records_checksum(records):
+            return None, "written for other records of this shard"
+        adv = pq.read_table(path).to_pandas()
+        if meta.get("checksum") != adversarials_checksum(adv):
+            return None, "content does not match its checksum (altered after it was written)"
+    except Exception as exc:  # unreadable / corrupt file: recompute it
+        return None, f"unreadable ({type(exc).__name__}: {exc})"
+    want = _expected_adversarials(records)
+    got = adv.set_index(["attack", "image_id"])["distortion"].sort_index()
+    if len(got) != len(want) or not got.index.equals(want.index) or not np.array_equal(got.to_numpy(), want.to_numpy()):
+        return None, "does not hold exactly the least distorted success of each image and attack"
+    return adv, ""
