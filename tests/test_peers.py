@@ -203,7 +203,7 @@ def test_registered_smoothed_foolbox_attack_runs_through_the_bench(digits) -> No
     register("sfb-pgd2", fn, label="sPGD2 (foolbox)", targets="budget", settings={"mnist": {}},
              grids={"mnist": {"table1": (1.0, 3.0), "quick": (1.0, 3.0)}})
     try:
-        spec = BenchSpec.quick(attack_names=["sfb-pgd2"], visibility=False)
+        spec = BenchSpec.quick(attack_names=["sfb-pgd2"], visibility=False, sweep="full")  # every digit at eps 3
         result = run(spec, workers=0, progress=False)
     finally:
         unregister("sfb-pgd2")
