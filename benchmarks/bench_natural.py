@@ -7,6 +7,7 @@ Usage (needs the 1,000-image sample: SMOOTHLAB_DATA=DIR with DIR/imagenet-sample
     python benchmarks/bench_natural.py visibility OUT        # per-photo V of sC&W against C&W from OUT/records.parquet
     python benchmarks/bench_natural.py cw --images 0,251,500,750   # C&W / sC&W presets per photo: D, passes, traps
     python benchmarks/bench_natural.py floor --n 40          # PGD2 / sPGD2 least successful budget per photo (a fine grid)
+    python benchmarks/bench_natural.py cost --n 4            # seconds per photo: the protocol before / after issue 19's speed work
 
 Prints the machine, the load and the wall time with every number.
 """
@@ -155,6 +156,42 @@ def floor(n: int, threads: int = 2) -> None:
         print(f"  values: {sorted(least.tolist())}")
 
 
+def cost(n: int, rounds: int = 1) -> None:
+    """Seconds of one core per photo for Table 1's ImageNet protocol (six attacks, faithful C&W / sC&W),
+    in one process on one thread, the variants in turn on the same photos (A B A B with ``rounds``):
+    "before" = Lite0's plain layers and every budget on every photo; "after" = the defaults (batch norm
+    folded, channels-last, the budget sweep stopped at the first success). Prints each variant's table."""
+    import dataclasses
+
+    from smoothlab.bench import BenchSpec, clear_cache, run
+    from smoothlab.metrics import summary
+    from smoothlab.models import EfficientNetLite0
+
+    torch.set_num_threads(1)
+    spec = BenchSpec(dataset="imagenet", n_images=n, shard_size=20, batch_size=5)
+    variants = {"before (plain layers, full sweep)": (False, "full"), "after (fused, first-success sweep)": (True, "first-success")}
+    seconds: dict[str, list[float]] = {k: [] for k in variants}
+    tables = {}
+    print(f"start: {machine()}; {n} photos, 1 thread, in-process")
+    for _ in range(rounds):
+        for name, (fused, sweep) in variants.items():
+            EfficientNetLite0.fused = fused
+            clear_cache()
+            t0 = time.perf_counter()
+            res = run(dataclasses.replace(spec, sweep=sweep), workers=0, progress=False)
+            seconds[name].append(time.perf_counter() - t0)
+            tables[name] = summary(res.records)
+            print(f"  {name}: {seconds[name][-1]:.0f} s, load {os.getloadavg()[0]:.1f}", flush=True)
+    EfficientNetLite0.fused = True
+    base = min(seconds[next(iter(variants))])
+    for name in variants:
+        t = min(seconds[name])
+        print(f"\n## {name}: {t / n:.1f} s of one core per photo (best of {rounds}), {t / base:.2f}x the first")
+        print(tables[name][["n_correct", "p_success", "mean_distortion", "mean_visibility", "floor", "forward_passes", "seconds"]]
+              .round(3).to_string())
+    print(f"end: {machine()}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="what", required=True)
@@ -169,6 +206,9 @@ def main() -> None:
     c.add_argument("--attacks", default="cw,scw")
     f = sub.add_parser("floor")
     f.add_argument("--n", type=int, default=40)
+    k = sub.add_parser("cost")
+    k.add_argument("--n", type=int, default=4)
+    k.add_argument("--rounds", type=int, default=1)
     v = sub.add_parser("visibility")
     v.add_argument("out", type=Path)
     args = p.parse_args()
@@ -180,6 +220,8 @@ def main() -> None:
         cw_presets([int(i) for i in args.images.split(",")], args.threads, tuple(args.attacks.split(",")))
     elif args.what == "floor":
         floor(args.n)
+    elif args.what == "cost":
+        cost(args.n, args.rounds)
     else:
         visibility(args.out)
 

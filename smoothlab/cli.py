@@ -160,6 +160,13 @@ def _add_what_options(what: argparse._ArgumentGroup) -> None:
     )
     what.add_argument("--no-visibility", action="store_true", help="do not compute the visibility column (V̄ empty)")
     what.add_argument(
+        "--sweep",
+        default="first-success",
+        choices=("first-success", "full"),
+        help="budgeted attacks: stop each image at its first successful budget (default; the same table, fewer passes) "
+        "or run every budget on every image (full: records for every budget)",
+    )
+    what.add_argument(
         "--dataset",
         default="mnist",
         choices=_DATASET_CHOICES,
@@ -241,6 +248,7 @@ def _specs_from_args(args: argparse.Namespace) -> list[tuple[str | None, object]
         "split": args.split,
         "device": args.device,
         "visibility": not args.no_visibility,
+        "sweep": args.sweep,
     }
     if args.quick:
         fields.update(n_images=preset.n_images, batch_size=preset.batch_size, shard_size=preset.shard_size)
