@@ -142,6 +142,11 @@ def test_table_3_runs_both_targets(tmp_path, capsys):
     spec = json.loads((tmp_path / "t2" / "spec.json").read_text())["spec"]
     assert (spec["model"], spec["target_model"], spec["visibility"]) == ("c4-adv", None, False)
     assert "## white box on c4-adv" in capsys.readouterr().out
+    # --table 2 --model: Table 2's budgets against another model (the C4 trained with L2 PGD)
+    assert main(t2[:-1] + [str(tmp_path / "t2-l2"), "--model", "c4-l2adv"]) == 0
+    spec_l2 = json.loads((tmp_path / "t2-l2" / "spec.json").read_text())["spec"]
+    assert spec_l2["model"] == "c4-l2adv" and spec_l2["attacks"] == spec["attacks"]
+    assert "## white box on c4-l2adv" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
@@ -149,6 +154,7 @@ def test_table_3_runs_both_targets(tmp_path, capsys):
     [
         (["--table", "2", "--transfer-to", "c4-adv"], "white-box scenario"),
         (["--table", "1", "--model", "c4-adv"], "drop --model"),
+        (["--table", "3", "--model", "c4-l2adv"], "drop --model"),
     ],
     ids=lambda v: " ".join(v) if isinstance(v, list) else v,
 )

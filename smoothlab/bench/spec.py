@@ -336,7 +336,8 @@ class BenchSpec:
     model : str, optional
         The model the attacks are crafted on (white box); default ``"c4"`` on MNIST and
         ``"efficientnet_lite0"`` on ImageNet (:data:`smoothlab.models.MODELS`): ``"c4"`` (pretrained C4, Table 1),
-        ``"c4-adv"`` (FGSM-adversarially trained C4, Table 2), ``"c4-bilateral"`` (C4 behind
+        ``"c4-adv"`` (FGSM-adversarially trained C4, Table 2), ``"c4-l2adv"`` (C4 adversarially trained
+        with L2 PGD, beyond the paper), ``"c4-bilateral"`` (C4 behind
         a bilateral filter, attacked through it), or a name given to
         :func:`smoothlab.bench.register_model`.
     target_model : str or None

@@ -1,8 +1,10 @@
 """Models: the paper's MNIST network C4, its training and shipped weights (sec. 5.2).
 
 - :func:`c4` -- C4, random or with the shipped weights (``pretrained=True``; the FGSM
-  adversarially trained ones with ``adversarial=True``, Table 2);
-- :func:`train_c4` -- the authors' training recipe, deterministic given a seed;
+  adversarially trained ones with ``adversarial=True``, Table 2; those trained with L2 PGD,
+  Madry et al., with ``adversarial="pgd2"``, the benchmark model ``"c4-l2adv"``);
+- :func:`train_c4` -- the authors' training recipe (clean, FGSM or L2 PGD adversarial training),
+  deterministic given a seed;
 - :func:`predict`, :func:`accuracy` -- batched evaluation;
 - :func:`load_c4_weights` -- load a weights file after checking its SHA-256;
 - :func:`imagenet` -- ImageNet classifiers for natural images: EfficientNet-Lite0 with weights

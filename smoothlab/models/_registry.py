@@ -8,6 +8,8 @@ Built-in names (:data:`MODELS`):
 
 - ``"c4"`` -- the pretrained C4 (sec. 5.2, Table 1);
 - ``"c4-adv"`` -- C4 adversarially trained against FGSM (sec. 5.3, Table 2);
+- ``"c4-l2adv"`` -- C4 adversarially trained with L2 PGD (Madry et al.; eps 2, beyond the paper:
+  ``c4(pretrained=True, adversarial="pgd2")``, recipe in ``scripts/train_c4.py``);
 - ``"c4-bilateral"`` -- the pretrained C4 behind a bilateral filter with domain / range standard
   deviations 0.5 / 0.2 (:class:`smoothlab.models.BilateralDefence`; the first variant of Table 3);
 - ``"efficientnet_lite0"`` -- the offline ImageNet classifier (:func:`smoothlab.models.imagenet`);
@@ -59,6 +61,7 @@ MODELS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
     {
         "c4": _entry("c4", pretrained=True, adversarial=False),
         "c4-adv": _entry("c4", pretrained=True, adversarial=True),
+        "c4-l2adv": _entry("c4", pretrained=True, adversarial="pgd2"),
         # sec. 5.4: "a bilateral filter (with standard deviation 0.5 and 0.2 in the domain and
         # range kernel respectively) before feeding the network"
         "c4-bilateral": _entry("c4", pretrained=True, adversarial=False, bilateral=_PAPER_BILATERAL),
