@@ -8,6 +8,7 @@ Usage (needs the 1,000-image sample: SMOOTHLAB_DATA=DIR with DIR/imagenet-sample
     python benchmarks/bench_natural.py cw --images 0,251,500,750   # C&W / sC&W presets per photo: D, passes, traps
     python benchmarks/bench_natural.py floor --n 40          # PGD2 / sPGD2 least successful budget per photo (a fine grid)
     python benchmarks/bench_natural.py cost --n 4            # seconds per photo: the protocol before / after issue 19's speed work
+    python benchmarks/bench_natural.py passes                # one Lite0 forward + backward per photo: plain against fused layers
 
 Prints the machine, the load and the wall time with every number.
 """
@@ -156,6 +157,37 @@ def floor(n: int, threads: int = 2) -> None:
         print(f"  values: {sorted(least.tolist())}")
 
 
+def passes(batch: int = 8, rounds: int = 5, threads: int = 1) -> None:
+    """Lite0 forward + input gradient per photo, the plain layers and the fused ones (batch norm folded,
+    channels-last) in turn on the same photos; the median of ``rounds``, and the ratio."""
+    import statistics
+
+    import torch.nn.functional as F
+
+    torch.set_num_threads(threads)
+    x, y, net, _ = _photos(list(range(batch)))
+    for p in net.parameters():
+        p.requires_grad_(False)
+
+    def step() -> None:
+        xi = x.clone().requires_grad_(True)
+        torch.autograd.grad(F.cross_entropy(net(xi), y), xi)
+
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for fused in (False, True):
+        net.fused = fused
+        step()  # warm-up
+    for _ in range(rounds):
+        for fused in (False, True):
+            net.fused = fused
+            t0 = time.perf_counter()
+            step()
+            times[fused].append(time.perf_counter() - t0)
+    plain, fused = (statistics.median(times[k]) / len(y) * 1e3 for k in (False, True))
+    print(f"Lite0 forward + backward, {len(y)} photos per batch, {threads} thread(s), median of {rounds}: plain "
+          f"{plain:.1f} ms/photo, fused {fused:.1f} ms/photo, ratio {fused / plain:.2f}; {machine()}")
+
+
 def cost(n: int, rounds: int = 1) -> None:
     """Seconds of one core per photo for Table 1's ImageNet protocol (six attacks, faithful C&W / sC&W),
     in one process on one thread, the variants in turn on the same photos (A B A B with ``rounds``):
@@ -206,6 +238,7 @@ def main() -> None:
     c.add_argument("--attacks", default="cw,scw")
     f = sub.add_parser("floor")
     f.add_argument("--n", type=int, default=40)
+    sub.add_parser("passes")
     k = sub.add_parser("cost")
     k.add_argument("--n", type=int, default=4)
     k.add_argument("--rounds", type=int, default=1)
@@ -220,6 +253,8 @@ def main() -> None:
         cw_presets([int(i) for i in args.images.split(",")], args.threads, tuple(args.attacks.split(",")))
     elif args.what == "floor":
         floor(args.n)
+    elif args.what == "passes":
+        passes()
     elif args.what == "cost":
         cost(args.n, args.rounds)
     else:
