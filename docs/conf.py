@@ -73,10 +73,8 @@ nb_execution_cache_path = str(DOCS / "_build" / ".jupyter_cache")
 nb_execution_timeout = 900
 nb_execution_raise_on_error = True  # a failing cell fails the build
 nb_execution_show_tb = True
-nb_ipywidgets_js = {}  # no widget manager from a CDN: the explorers need a kernel (Binder, Colab)
+nb_ipywidgets_js = {}  # no widget manager from a CDN: an explorer needs a kernel (a note says so, smoothlab_docs)
 nb_merge_streams = True
-# A widget view has no state in a static page: show its text form rather than an empty box.
-nb_mime_priority_overrides = [("html", "application/vnd.jupyter.widget-view+json", None)]
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence"]
 myst_heading_anchors = 3
 
@@ -104,9 +102,8 @@ html_theme = "pydata_sphinx_theme"
 html_title = f"smoothlab {version}"
 html_static_path = ["_static"]
 html_css_files = ["smoothlab.css"]
-html_js_files = ["plotly.min.js"]  # copied from the plotly package by smoothlab_docs: no CDN
 html_show_sourcelink = False
-html_context = {"repository": REPOSITORY, "owner_name": _OWNER_NAME, "course": COURSE_NOTEBOOKS}
+html_context = {"default_mode": "light", "repository": REPOSITORY, "owner_name": _OWNER_NAME, "course": COURSE_NOTEBOOKS}
 html_theme_options = {
     "github_url": REPOSITORY,
     "navbar_align": "left",
@@ -119,7 +116,6 @@ html_theme_options = {
 html_sidebars = {"index": [], "getting-started": [], "changelog": []}
 # MathJax from the site itself (sphinx-mathjax-offline's copy of MathJax 3), never from a CDN
 mathjax_path = "mathjax/tex-chtml.js"
-suppress_warnings = ["mystnb.unknown_mime_type"]
 
 # README and benchmarks links that point outside the site go to the repository
 REPOSITORY_FILES = re.compile(r"\]\((?!https?://|#)((?:\.\./)*(?:benchmarks|notebooks|scripts|tests|smoothlab|binder)/[^)\s]*|(?:\.\./)*[A-Z]+\w*\.md)\)")

@@ -1,5 +1,12 @@
-"""Sphinx glue of smoothlab's site: the site carries its own plotly.js and MathJax, and the notebooks' Plotly
-outputs are rewritten to use them (no CDN, no require.js)."""
+"""Sphinx glue of smoothlab's site (docs/conf.py loads it).
+
+- The notebooks' Plotly figures (``application/vnd.plotly.v1+json``, what plotly's default renderer gives in a
+  kernel) are drawn with the site's own plotly.js, copied from the plotly package into ``_static`` and loaded by
+  the pages that hold a figure; an ipywidgets view, which needs a kernel, is replaced by a short note. No page
+  loads anything from a CDN (MathJax comes from sphinx-mathjax-offline, copied the same way).
+- A constant's ``#:`` comment is found where it is defined; a public name without a docstring is a warning.
+- Links of the README's included sections to files of the repository point to the repository.
+"""
 
 from __future__ import annotations
 
@@ -28,15 +35,19 @@ _REMOTE_SCRIPT = re.compile(r"<script[^>]*\bsrc=\"https?://[^\"]*\"[^>]*>\s*</sc
 # plotly's "notebook" renderer: its inline copy of plotly.js (several MB), once per page
 _INLINE_PLOTLYJS = re.compile(r"<script type=\"text/javascript\">\s*/\*\*\s*\n\*\s*plotly\.js.*?</script>", re.S)
 _REQUIRE_OPEN = re.compile(r"require\(\[\"plotly\"\],\s*function\(Plotly\)\s*\{")
+# a link to the Dask dashboard of the run that built the page (Dask's HTML reprs): gone once the build is over
+_DASHBOARD_LINK = re.compile(r"<a\s+href=\"(?:/proxy/\d+|https?://(?:127\.0\.0\.1|localhost)(?::\d+)?)/status\"[^>]*>(.*?)</a>", re.S)
 
 
-def plotly_html_for_the_site(html: str) -> str:
-    """A notebook's Plotly HTML output, rewritten to use the site's plotly.js (``window.Plotly``).
+def html_for_the_site(html: str) -> str:
+    """A notebook's HTML output, rewritten for the site.
 
-    Drops scripts loaded from outside the site and plotly.js inlined by plotly's notebook renderer, and turns
-    ``require(["plotly"], function(Plotly) {...})`` into a function called with ``window.Plotly``.
+    Drops scripts loaded from outside the site and plotly.js inlined by plotly's notebook renderer, turns
+    ``require(["plotly"], function(Plotly) {...})`` into a function called with ``window.Plotly`` (the site's
+    plotly.js), and links to the Dask dashboard of the build's own run into plain text.
     """
     html = _REMOTE_SCRIPT.sub("", html)
+    html = _DASHBOARD_LINK.sub(r'<span title="the Dask dashboard of the run that built this page">\1</span>', html)
     html = _INLINE_PLOTLYJS.sub("", html)
     if _REQUIRE_OPEN.search(html):
         html = _REQUIRE_OPEN.sub("(function(Plotly) {", html)
@@ -45,10 +56,50 @@ def plotly_html_for_the_site(html: str) -> str:
     return html
 
 
+class OutputsForTheSite:
+    """A myst-nb mime renderer (``myst_nb.core.render.MimeRenderPlugin``) for Plotly figures and widget views."""
+
+    PLOTLY = "application/vnd.plotly.v1+json"
+    WIDGET = "application/vnd.jupyter.widget-view+json"
+    mime_priority_overrides = (("html", PLOTLY, 1), ("html", WIDGET, 2))
+
+    @staticmethod
+    def handle_mime(renderer: Any, data: Any, inline: bool) -> list[nodes.Element] | None:
+        if data.mime_type == OutputsForTheSite.PLOTLY and not inline:
+            import json
+
+            import plotly.io as pio
+
+            figure = data.content if isinstance(data.content, dict) else json.loads(data.content)
+            html = pio.to_html(figure, include_plotlyjs=False, include_mathjax=False, full_html=False,
+                               validate=False, default_width="100%", config={"responsive": True})
+            return [nodes.raw("", html, format="html", classes=["smoothlab-plotly"])]
+        if data.mime_type == OutputsForTheSite.WIDGET:
+            note = nodes.paragraph(text="An interactive explorer (ipywidgets): it needs a running kernel. "
+                                        "Open this chapter on Binder or Colab with the buttons at the top to use it.")
+            return [nodes.container("", note, classes=["smoothlab-widget-note"])]
+        return None
+
+
+def _register_mime_renderer() -> None:
+    """Add :class:`OutputsForTheSite` to myst-nb's mime renderers (a list myst-nb reads from entry points, once)."""
+    from myst_nb.core.render import load_mime_renders
+
+    renderers = load_mime_renders()
+    if OutputsForTheSite not in renderers:
+        renderers.insert(0, OutputsForTheSite)
+
+
+def _plotly_where_needed(app: Any, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
+    """plotly.js (the site's copy) on the pages that hold a Plotly figure, and only there."""
+    if "plotly-graph-div" in context.get("body", ""):
+        app.add_js_file("plotly.min.js", priority=400)
+
+
 def _rewrite_raw_html(app: Any, doctree: nodes.document, docname: str) -> None:
     for node in list(doctree.findall(nodes.raw)):
-        if "html" in node.get("format", "").split() and ("plotly" in node.astext().lower() or "<script" in node.astext()):
-            new = plotly_html_for_the_site(node.astext())
+        if "html" in node.get("format", "").split():
+            new = html_for_the_site(node.astext())
             if new != node.astext():
                 node.replace_self(nodes.raw(new, new, format="html"))
 
@@ -137,6 +188,8 @@ def setup(app: Any) -> dict[str, Any]:
     app.add_config_value("REPOSITORY_FILES", None, "env")
     app.connect("autodoc-process-docstring", _constant_docstring, priority=100)  # before numpydoc
     app.connect("include-read", _repository_links)
+    _register_mime_renderer()
+    app.connect("html-page-context", _plotly_where_needed)
     app.connect("doctree-resolved", _rewrite_raw_html)
     app.connect("build-finished", _copy_assets)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
