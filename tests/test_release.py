@@ -1,6 +1,7 @@
 """Release readiness (issue 22): the wheel and the sdist build and pass ``twine check``, the wheel carries the
 shipped weights and class names, the version has one place, and the built wheel -- not the checkout -- installed
-into a fresh virtual environment runs ``smoothlab bench --quick``.
+into a fresh virtual environment (with the ``dask`` extra: the bench shards over a local Dask cluster) runs
+``smoothlab bench --quick``.
 
 The wheel test builds with ``python -m build`` (an isolated build environment: setuptools from the package
 registry) and installs the wheel with the torch pinned in ``.ci/run`` (the CPU build this project is tested with),
@@ -93,7 +94,7 @@ def test_the_wheel_runs_the_quick_bench_in_a_fresh_environment(dist: Path, tmp_p
     python, smoothlab = venv / "bin" / "python", venv / "bin" / "smoothlab"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "SMOOTHLAB_QUICK")}
     install = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                              f"torch=={_torch_pin()}", str(wheel)], capture_output=True, text=True, env=env, timeout=1800)
+                              f"torch=={_torch_pin()}", f"{wheel}[dask]"], capture_output=True, text=True, env=env, timeout=1800)
     assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]
     where = subprocess.run([str(python), "-c", "import smoothlab; print(smoothlab.__file__, smoothlab.__version__)"],
                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300, check=True).stdout.split()
