@@ -113,7 +113,7 @@ html_theme_options = {
     "show_prev_next": True,
     "navigation_with_keys": False,
 }
-html_sidebars = {"index": [], "getting-started": [], "changelog": []}
+html_sidebars = {page: [] for page in ("index", "getting-started", "how-it-works", "reproducing", "scaling-out", "changelog")}
 # MathJax from the site itself (sphinx-mathjax-offline's copy of MathJax 3), never from a CDN
 mathjax_path = "mathjax/tex-chtml.js"
 
