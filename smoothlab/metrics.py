@@ -329,6 +329,7 @@ def operating_characteristics(records: pd.DataFrame) -> dict[str, tuple[np.ndarr
     return out
 
 
+#: The columns of :func:`summary`, ``name -> meaning``.
 SUMMARY_COLUMNS: dict[str, str] = {
     "n_images": "N'",
     "n_correct": "N",

@@ -4,37 +4,37 @@ Every evaluation in smoothlab (a notebook cell, the CLI, one Dask shard) yields 
 *records*: a :class:`pandas.DataFrame` with one row per ``(image, attack, budget)`` and the
 columns of :data:`RECORD_COLUMNS`:
 
-==================  =========  ===========================================================
-column              dtype      meaning
-==================  =========  ===========================================================
-``image_id``        int64      index of the image in its dataset split
-``attack``          str        attack name (``"fgsm"``, ``"pgd2"``, ``"scw"``, ...)
-``budget``          float64    target distortion ``eps`` of the run; NaN for attacks
-                               without one (C&W, sC&W)
-``label``           int64      true class
-``pred_clean``      int64      model prediction on the original image
-``pred_adv``        int64      model prediction on the adversarial image
-``correct``         bool       ``pred_clean == label`` (the image belongs to X, N of N')
-``success``         bool       the attack succeeded on this image
-``distortion``      float64    ``D = ||x_a - x_o||_2`` on the [0, 1] scale; **NaN where
-                               the attack failed** (distortion makes no sense for a
-                               failure, sec. 5.1)
-``visibility``      float64    :func:`smoothlab.magnification.visibility` ``V(x_o, x_a)``: how
-                               much the perturbation shows under adversarial magnification
-                               (appendix A); NaN where the attack failed, and where it was
-                               not computed. *Optional on input*: records without it get a
-                               NaN column
-``ssim``            float64    :func:`smoothlab.similarity.ssim` ``(x_o, x_a)``, the structural
-                               similarity (1: identical); NaN where the attack failed or it was
-                               not computed. *Optional on input*, like ``visibility``
-``ciede2000``       float64    :func:`smoothlab.similarity.ciede2000` ``(x_o, x_a)``, the CIEDE2000
-                               colour difference ΔE00 averaged over the pixels (0: identical; grey
-                               images read as RGB); NaN where the attack failed or it was not
-                               computed (images of other than 1 or 3 channels). *Optional on input*
-``forward_passes``  int64      forward passes spent on this image
-``backward_passes`` int64      backward passes spent on this image
-``seconds``         float64    wall time of the attack call divided evenly over its batch
-==================  =========  ===========================================================
+===================  =========  ===========================================================
+column               dtype      meaning
+===================  =========  ===========================================================
+``image_id``         int64      index of the image in its dataset split
+``attack``           str        attack name (``"fgsm"``, ``"pgd2"``, ``"scw"``, ...)
+``budget``           float64    target distortion ``eps`` of the run; NaN for attacks
+                                without one (C&W, sC&W)
+``label``            int64      true class
+``pred_clean``       int64      model prediction on the original image
+``pred_adv``         int64      model prediction on the adversarial image
+``correct``          bool       ``pred_clean == label`` (the image belongs to X, N of N')
+``success``          bool       the attack succeeded on this image
+``distortion``       float64    ``D = ||x_a - x_o||_2`` on the [0, 1] scale; **NaN where
+                                the attack failed** (distortion makes no sense for a
+                                failure, sec. 5.1)
+``visibility``       float64    :func:`smoothlab.magnification.visibility` ``V(x_o, x_a)``: how
+                                much the perturbation shows under adversarial magnification
+                                (appendix A); NaN where the attack failed, and where it was
+                                not computed. *Optional on input*: records without it get a
+                                NaN column
+``ssim``             float64    :func:`smoothlab.similarity.ssim` ``(x_o, x_a)``, the structural
+                                similarity (1: identical); NaN where the attack failed or it was
+                                not computed. *Optional on input*, like ``visibility``
+``ciede2000``        float64    :func:`smoothlab.similarity.ciede2000` ``(x_o, x_a)``, the CIEDE2000
+                                colour difference ΔE00 averaged over the pixels (0: identical; grey
+                                images read as RGB); NaN where the attack failed or it was not
+                                computed (images of other than 1 or 3 channels). *Optional on input*
+``forward_passes``   int64      forward passes spent on this image
+``backward_passes``  int64      backward passes spent on this image
+``seconds``          float64    wall time of the attack call divided evenly over its batch
+===================  =========  ===========================================================
 
 The statistics of sec. 5.1 (eqs. 20-21) are computed from records by :mod:`smoothlab.metrics`.
 

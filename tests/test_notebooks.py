@@ -185,30 +185,3 @@ def test_code_calls_the_public_api_and_holds_little_logic(path: Path) -> None:
 def test_quick_mode_is_read_from_the_environment(path: Path) -> None:
     sources = "\n".join(c.source for c in _cells(path) if c.cell_type == "code")
     assert 'os.environ.get("SMOOTHLAB_QUICK", "0") == "1"' in sources
-
-
-# ------------------------------------------------------------------------------ the rendered copies
-
-
-@pytest.mark.slow
-def test_build_notebook_html_writes_a_page_and_an_index(tmp_path: Path) -> None:
-    pytest.importorskip("nbconvert")
-    pytest.importorskip("nbclient")
-    import json
-    import subprocess
-    import sys
-
-    script = ROOT / "scripts" / "build_notebook_html.py"
-    proc = subprocess.run([sys.executable, str(script), "00", "--quick", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    page = (tmp_path / "00_overview.html").read_text(encoding="utf-8")
-    assert "Overview: a short course on smooth adversarial examples" in page
-    import smoothlab
-
-    assert f"smoothlab {smoothlab.__version__}, PyTorch" in page  # printed by a cell: the page holds the outputs
-    status = json.loads((tmp_path / "build-status.json").read_text())
-    assert status["00_overview.ipynb"]["built"] is True and status["00_overview.ipynb"]["mode"] == "quick"
-    assert 'href="00_overview.html"' in (tmp_path / "index.html").read_text()
-    bad = subprocess.run([sys.executable, str(script), "99"], capture_output=True, text=True, timeout=120)
-    assert bad.returncode != 0 and "unknown notebook" in bad.stdout + bad.stderr

@@ -66,15 +66,20 @@ __all__ = [
     "read_adversarials",
 ]
 
+#: The file of a run's spec in its output folder.
 SPEC_FILE = "spec.json"
+#: The folder of a run's Parquet shards in its output folder.
 SHARD_DIR = "shards"
+#: The folder of the adversarial images a run keeps (``--save-adversarials``).
 ADV_DIR = "adversarials"
+#: The reports a run writes into its output folder.
 REPORT_FILES = ("records.parquet", "table.md", "table.csv", "operating_characteristic.html")
 _META_PREFIX = "smoothlab."
 log = logging.getLogger("smoothlab.bench")
 
 
 def shard_path(out: Path, index: int) -> Path:
+    """The Parquet file of shard ``index`` under the output folder ``out``."""
     return Path(out) / SHARD_DIR / f"shard-{index:05d}.parquet"
 
 

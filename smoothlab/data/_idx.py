@@ -26,7 +26,7 @@ import numpy as np
 
 __all__ = ["IDX_DTYPES", "read_idx", "write_idx"]
 
-# dtype code -> big-endian numpy dtype
+#: The IDX format's dtype codes -> big-endian NumPy dtypes.
 IDX_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(">u1"),
     0x09: np.dtype(">i1"),

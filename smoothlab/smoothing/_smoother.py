@@ -19,9 +19,12 @@ from smoothlab.smoothing._dense import DenseSolver
 from smoothlab.smoothing._direct import DirectSolver
 from smoothlab.smoothing._operator import RegularisedLaplacian
 
+#: The solver names of :class:`Smoother` (``solver=``), as a type.
 Solver = Literal["auto", "dense", "direct", "cg", "block"]
+#: The solver names of :class:`Smoother` (``solver=``).
 SOLVERS: tuple[str, ...] = ("auto", "dense", "direct", "cg", "block")
 
+#: On a GPU, ``solver="auto"`` takes ``dense`` up to this many pixels per image and ``cg`` above.
 DENSE_AUTO_MAX_PIXELS = 1024
 #: ``solver="auto"`` on the CPU picks ``"block"`` for images whose short side is at most this.
 BLOCK_AUTO_MAX_SIDE = 32

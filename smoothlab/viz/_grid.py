@@ -23,6 +23,7 @@ __all__ = ["FIT_HEIGHT", "FIT_WIDTH", "comparison_grid"]
 #: visible at once below the browser's and JupyterLab's bars: an explorer (its sliders included)
 #: must fit that to be used without scrolling.
 FIT_WIDTH = 900
+#: The height in pixels an explorer must fit (see :data:`FIT_WIDTH`).
 FIT_HEIGHT = 440
 
 _SHARED = ("image", "row", "all")
