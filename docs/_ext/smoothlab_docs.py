@@ -27,7 +27,8 @@ PUBLIC_MODULES = (
     "smoothlab.metrics", "smoothlab.paper", "smoothlab.perturbations", "smoothlab.similarity",
     "smoothlab.magnification", "smoothlab.filters", "smoothlab.models", "smoothlab.data", "smoothlab.bench",
     "smoothlab.bench.spec", "smoothlab.bench.runner", "smoothlab.bench.shard", "smoothlab.bench.storage",
-    "smoothlab.bench.scenarios", "smoothlab.viz", "smoothlab.viz.figures", "smoothlab.viz.explorers", "smoothlab.cli",
+    "smoothlab.bench.scenarios", "smoothlab.bench.saved", "smoothlab.bench.comparison",
+    "smoothlab.viz", "smoothlab.viz.figures", "smoothlab.viz.explorers", "smoothlab.cli",
 )
 
 # a <script src=...> that loads from outside the site (plotly's MathJax and plotly.js CDNs, require.js)

@@ -320,6 +320,7 @@ def prepare_out(out: Path, spec: BenchSpec, overwrite: bool) -> Path:
 
 
 def adversarials_path(out: Path, index: int) -> Path:
+    """The Parquet file of shard ``index``'s adversarial images under the output folder ``out``."""
     return Path(out) / ADV_DIR / f"shard-{index:05d}.parquet"
 
 
