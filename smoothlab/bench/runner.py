@@ -226,9 +226,9 @@ def run(
 
     >>> from smoothlab.bench import AttackSpec, BenchSpec, run
     >>> spec = BenchSpec(attacks=(AttackSpec("fgsm", budgets=(0.3,)), AttackSpec("pgd2", budgets=(2.0, 5.0))),
-    ...                  n_images=4, batch_size=4, shard_size=4, visibility=False)
+    ...                  n_images=4, batch_size=4, shard_size=4, visibility=False, sweep="full")
     >>> result = run(spec, workers=0, progress=False)
-    >>> result.mode, result.complete, len(result.records)  # one record per image, attack and budget
+    >>> result.mode, result.complete, len(result.records)  # sweep="full": one record per image, attack and budget
     ('in-process', True, 12)
     >>> list(result.summary.index)
     ['fgsm', 'pgd2']

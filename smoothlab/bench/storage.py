@@ -198,6 +198,15 @@ def sweep_is_consistent(spec: BenchSpec, df: pd.DataFrame) -> bool:
     return True
 
 
+def _foreign(meta: dict[str, Any], spec: BenchSpec, index: int, image_ids: np.ndarray) -> str:
+    """Why a file's metadata belongs to another spec or other images ("" when it is this shard's)."""
+    if meta.get("spec_hash") != spec.hash:
+        return f"written for another spec (hash {str(meta.get('spec_hash'))[:12]})"
+    if meta.get("shard_index") != index or meta.get("image_ids") != [int(i) for i in image_ids]:
+        return "written for other images (shard index or image ids differ)"
+    return ""
+
+
 def read_shard(out: Path, spec: BenchSpec, index: int, image_ids: np.ndarray) -> tuple[pd.DataFrame | None, str]:
     """Read and check a shard file.
 
@@ -216,10 +225,9 @@ def read_shard(out: Path, spec: BenchSpec, index: int, image_ids: np.ndarray) ->
         return None, "missing"
     try:
         meta = _read_metadata(path)
-        if meta.get("spec_hash") != spec.hash:
-            return None, f"written for another spec (hash {str(meta.get('spec_hash'))[:12]})"
-        if meta.get("shard_index") != index or meta.get("image_ids") != [int(i) for i in image_ids]:
-            return None, "written for other images (shard index or image ids differ)"
+        foreign = _foreign(meta, spec, index, image_ids)
+        if foreign:
+            return None, foreign
         raw = pq.read_table(path).to_pandas()
         if "checksum" not in meta:
             return None, "no content checksum"
@@ -404,10 +412,9 @@ def read_adversarials(
         return None, "missing"
     try:
         meta = _read_metadata(path)
-        if meta.get("spec_hash") != spec.hash:
-            return None, f"written for another spec (hash {str(meta.get('spec_hash'))[:12]})"
-        if meta.get("shard_index") != index or meta.get("image_ids") != [int(i) for i in image_ids]:
-            return None, "written for other images (shard index or image ids differ)"
+        foreign = _foreign(meta, spec, index, image_ids)
+        if foreign:
+            return None, foreign
         if meta.get("records_checksum") != records_checksum(records):
             return None, "written for other records of this shard"
         adv = pq.read_table(path).to_pandas()
