@@ -253,14 +253,16 @@ def _sweep_to_first_success(
     successful budgets; it is the first successful one's wherever larger budgets give larger
     distortions: always for FGSM (one gradient, so each pixel's change grows with ``ε``), and for
     I-FGSM, PGD2 and sPGD2 on every one of 4,160 (image, attack) pairs measured on the full grid
-    (``benchmarks/README.md``, "The budget sweep"). ``sweep="full"`` runs every budget on every image.
+    (``benchmarks/README.md``, "A protocol that costs less"). ``sweep="full"`` runs every budget on every image.
     Returns the records and the adversarial images of each budget's call."""
     import torch
 
     from smoothlab.records import records_from_result
 
+    from smoothlab.smoothing import Smoother
+
     S = kwargs.get("smoother")
-    shared = _SHORTCUTS and S is not None and hasattr(S, "__getitem__") and not isinstance(S, str)
+    shared = isinstance(S, Smoother)  # the batch's smoother (_share_smoother): indexed like the images left
     left = torch.arange(xb.shape[0], device=xb.device)
     frames = []
     for eps in sorted(budgets):
