@@ -242,6 +242,28 @@ def _on_target(result: Any, target: Any, y: Any, pred_clean: Any) -> Any:
     return dataclasses.replace(result, pred_clean=pred_clean, pred_adv=pred_adv, success=pred_adv != y)
 
 
+def _records_of_call(
+    spec: BenchSpec, fn: Any, kwargs: dict[str, Any], model: Any, target: Any, xin: Any, yin: Any, ids: np.ndarray,
+    budget: np.ndarray | None, target_clean: Any, vis_cache: dict[Any, Any] | None,
+) -> tuple[pd.DataFrame, Any]:
+    """One attack call on ``xin`` (with per-image budgets ``budget`` when the attack has them), judged by the
+    target model when there is one: its records (the spec's float64 budgets; ``eps`` itself is passed in the
+    images' dtype) and its adversarial images."""
+    import torch
+
+    from smoothlab.records import records_from_result
+
+    if budget is None:
+        res = fn(model, xin, yin, **kwargs)  # budget from params["eps"] when the attack has one, else NaN (C&W)
+    else:
+        res = fn(model, xin, yin, eps=torch.as_tensor(budget, dtype=xin.dtype, device=xin.device), **kwargs)
+    if target is not None:
+        res = _on_target(res, target, yin, target_clean)
+    rec = records_from_result(res, image_ids=ids, labels=yin, budget=budget, x=xin, visibility=spec.visibility,
+                              visibility_cache=vis_cache)
+    return rec, res
+
+
 def _sweep_to_first_success(
     spec: BenchSpec, fn: Any, kwargs: dict[str, Any], model: Any, target: Any, xb: Any, yb: Any, block: np.ndarray,
     target_clean: Any, vis_cache: dict[Any, Any] | None, budgets: Sequence[float],
@@ -257,30 +279,26 @@ def _sweep_to_first_success(
     Returns the records and the adversarial images of each budget's call."""
     import torch
 
-    from smoothlab.records import records_from_result
-
     from smoothlab.smoothing import Smoother
 
     S = kwargs.get("smoother")
     shared = isinstance(S, Smoother)  # the batch's smoother (_share_smoother): indexed like the images left
     left = torch.arange(xb.shape[0], device=xb.device)
-    frames = []
+    calls = []
     for eps in sorted(budgets):
         if left.numel() == 0:
             break
-        xin, yin = xb[left], yb[left]
-        call = dict(kwargs, smoother=S[left]) if shared else kwargs
-        res = fn(model, xin, yin, eps=torch.full((left.numel(),), float(eps), dtype=xb.dtype, device=xb.device), **call)
-        if target is not None:
-            res = _on_target(res, target, yin, target_clean[left])
+        yin = yb[left]
         ids = block[left.cpu().numpy()]
-        frames.append((records_from_result(
-            res, image_ids=ids, labels=yin, budget=np.full(ids.size, float(eps), dtype=np.float64), x=xin,
-            visibility=spec.visibility, visibility_cache=vis_cache,
-        ), res.x_adv))
+        rec, res = _records_of_call(
+            spec, fn, dict(kwargs, smoother=S[left]) if shared else kwargs, model, target, xb[left], yin, ids,
+            np.full(ids.size, float(eps), dtype=np.float64), None if target_clean is None else target_clean[left],
+            vis_cache,
+        )
+        calls.append((rec, res.x_adv))
         go_on = (res.pred_clean.to(yin.device) == yin) & ~res.success.to(yin.device)
         left = left[go_on.to(left.device)]
-    return frames
+    return calls
 
 
 #: Columns of the adversarial images of a shard (:func:`run_shard` with ``adversarials=True``).
@@ -346,10 +364,8 @@ def run_shard(
         attack's key, sorted by ``(attack, budget, image_id)``; with ``adversarials=True`` also
         the adversarial images, sorted by ``(attack, image_id)``.
     """
-    import torch
-
     from smoothlab.attacks import ATTACKS
-    from smoothlab.records import records_from_result, sort_records
+    from smoothlab.records import sort_records
 
     ids = np.asarray(image_ids, dtype=np.int64)
     if ids.ndim != 1 or ids.size == 0:
@@ -377,35 +393,24 @@ def run_shard(
             if attack.budgets and spec.sweep == "first-success":
                 if _SHORTCUTS:
                     _share_smoother(kwargs, smoothers, xb, 0)
-                for rec, x_adv in _sweep_to_first_success(spec, fn, kwargs, model, target, xb, yb, block, target_clean,
-                                                          vis_cache, attack.budgets):
-                    rec["attack"] = attack.key
-                    frames.append(rec)
-                    if adversarials:  # an image succeeds in one call at most: its first successful budget
-                        advs.append(_least_distorted(rec, x_adv, attack.params.get("quantise") is True))
-                continue
-            k = max(1, len(attack.budgets))
-            xin, yin = (xb.repeat(k, 1, 1, 1), yb.repeat(k)) if attack.budgets else (xb, yb)
-            if _SHORTCUTS:
-                _share_smoother(kwargs, smoothers, xb, k if attack.budgets else 0)
-            if attack.budgets:
-                eps = torch.tensor(attack.budgets, dtype=xb.dtype, device=device).repeat_interleave(b)
-                res = fn(model, xin, yin, eps=eps, **kwargs)
-                # records keep the spec's float64 budgets (eps itself is in the images' dtype)
-                budget = np.repeat(np.asarray(attack.budgets, dtype=np.float64), b)
-            else:
-                res = fn(model, xin, yin, **kwargs)
-                budget = None  # from params["eps"] when the attack has one, else NaN (C&W)
-            if target is not None:
-                res = _on_target(res, target, yin, target_clean.repeat(k))
-            rec = records_from_result(
-                res, image_ids=np.tile(block, k), labels=yin, budget=budget, x=xin, visibility=spec.visibility,
-                visibility_cache=vis_cache,
-            )
-            rec["attack"] = attack.key
-            frames.append(rec)
-            if adversarials:
-                advs.append(_least_distorted(rec, res.x_adv, attack.params.get("quantise") is True))
+                calls = _sweep_to_first_success(spec, fn, kwargs, model, target, xb, yb, block, target_clean, vis_cache,
+                                                attack.budgets)
+            else:  # one call: the budgets stacked in the batch dimension
+                k = max(1, len(attack.budgets))
+                if _SHORTCUTS:
+                    _share_smoother(kwargs, smoothers, xb, k if attack.budgets else 0)
+                budget = np.repeat(np.asarray(attack.budgets, dtype=np.float64), b) if attack.budgets else None
+                rec, res = _records_of_call(
+                    spec, fn, kwargs, model, target, xb.repeat(k, 1, 1, 1) if attack.budgets else xb,
+                    yb.repeat(k) if attack.budgets else yb, np.tile(block, k), budget,
+                    None if target_clean is None else target_clean.repeat(k), vis_cache,
+                )
+                calls = [(rec, res.x_adv)]
+            for rec, x_adv in calls:  # with the sweep an image succeeds in one call at most
+                rec["attack"] = attack.key
+                frames.append(rec)
+                if adversarials:
+                    advs.append(_least_distorted(rec, x_adv, attack.params.get("quantise") is True))
     records = sort_records(pd.concat(frames, ignore_index=True))
     if not adversarials:
         return records
