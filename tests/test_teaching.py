@@ -311,7 +311,7 @@ PAPER_SAYS = {
     ("mnist", "fgsm", "eps"): 0.3, ("mnist", "ifgsm", "step"): 0.08, ("mnist", "pgd2", "eps"): 5.0,
     ("mnist", "cw", "c"): 15.0, ("mnist", "cw", "margin"): 1.0, ("mnist", "scw", "smoother.alpha"): 0.95,
     ("imagenet", "fgsm", "eps"): 0.1255, ("imagenet", "cw", "c"): 100.0, ("imagenet", "cw", "margin"): 0.0,
-    ("imagenet", "scw", "smoother.alpha"): 0.997, ("imagenet", "spgd2", "smoother.max_iter"): 50,
+    ("imagenet", "scw", "smoother.alpha"): 0.997, ("imagenet", "spgd2", "smoother.solver"): "cg",
     ("mnist", "pgd2", "loss"): "margin",
 }
 

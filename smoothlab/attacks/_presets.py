@@ -54,7 +54,10 @@ def paper_settings(attack: str, dataset: str = "mnist", *, eps: bool = True, pre
         own "C&W internally optimizes its parameter c = 1/λ independently per image" (sec. 5.3)
         with the settings of the authors' ImageNet scripts, converted to our ``[0, 1]`` units:
         9 search steps of 100 iterations, ``η = 0.005`` for both, initial ``c`` 0.25 (C&W) and 0.5
-        (sC&W, which penalises ``||r||`` as their code does). On MNIST both presets are the same.
+        (sC&W, which penalises ``||r||`` as their code does). The literal preset of sPGD2 and sC&W on
+        ImageNet also truncates ŝ_α at sec. 5.2's 50 CG iterations, where the default solves it
+        exactly (eq. 17; cheaper on the CPU, see :meth:`~smoothlab.SmoothingSpec.imagenet`). On MNIST
+        both presets are the same.
 
     Returns
     -------
