@@ -72,7 +72,9 @@ PAPER_TABLES: Mapping[tuple[int, str], Mapping[str, tuple[float, float]]] = Mapp
 #: (D̄ 5.12-5.14 for the four budgeted attacks) is a norm of 5 on ``[0, 1]`` pixels plus their
 #: 8-bit truncation, ``sqrt(5² + 268203 / 3 / 255²) = 5.13``; its adversarial-training column
 #: (10.10-10.26) reads as the same perturbations measured on ``[-1, 1]`` pixels, ``2 x 5.13 = 10.27``
-#: (a norm of 10 on ``[0, 1]`` pixels would give 10.07). ResNetV2's column went through the same
+#: (a norm of 10 on ``[0, 1]`` pixels would give 10.07, and their ``test_p_l2.py`` names the adversarially
+#: trained checkpoint in a comment: not settled; the paper's one attacker with one target per attack
+#: reads as the same images for both columns). ResNetV2's column went through the same
 #: script (``whole_data.m`` names its files). Their ``SAE/cw.py`` prints ``D`` on ``[-1, 1]``
 #: pixels, but those numbers are not the tables'. Their D̄ also holds the truncation, about 1.2 in
 #: quadrature on 299x299x3, so a small D̄ overstates the perturbation (PGD2's 1.80: about 1.4).
