@@ -9,6 +9,7 @@ Usage (needs the 1,000-image sample: SMOOTHLAB_DATA=DIR with DIR/imagenet-sample
     python benchmarks/bench_natural.py floor --n 40          # PGD2 / sPGD2 least successful budget per photo (a fine grid)
     python benchmarks/bench_natural.py cost --n 4            # seconds per photo: the protocol before / after issue 19's speed work
     python benchmarks/bench_natural.py passes                # one Lite0 forward + backward per photo: plain against fused layers
+    python benchmarks/bench_natural.py smoothing --n 4       # sPGD2 / sC&W: the paper's 50 CG iterations against the exact ŝ_α
 
 Prints the machine, the load and the wall time with every number.
 """
@@ -224,6 +225,45 @@ def cost(n: int, rounds: int = 1) -> None:
     print(f"end: {machine()}")
 
 
+def smoothing(n: int, attacks: tuple[str, ...] = ("spgd2", "scw")) -> None:
+    """sPGD2 and sC&W on the first ``n`` photos with ŝ_α truncated at sec. 5.2's 50 CG iterations and
+    solved exactly (the default: a factorisation on the CPU), in turn, in-process, 1 thread: seconds per
+    photo, the table, and each photo's least successful distortion under both."""
+    import dataclasses
+
+    import pandas as pd
+
+    from smoothlab.attacks import paper_settings
+    from smoothlab.bench import BenchSpec, clear_cache, run
+    from smoothlab.bench.spec import default_attacks
+    from smoothlab.metrics import summary
+
+    torch.set_num_threads(1)
+    base = default_attacks(list(attacks), dataset="imagenet")
+
+    def smoother(preset: str) -> dict:
+        return dataclasses.asdict(paper_settings("scw", "imagenet", preset=preset)["smoother"])
+
+    fields = ("alpha", "kernel", "lam", "solver", "tol", "max_iter")
+    variants = {name: tuple(dataclasses.replace(a, params={**a.params, "smoother": {k: smoother(p)[k] for k in fields}})
+                            for a in base) for name, p in (("50 CG iterations", "literal"), ("exact", "default"))}
+    print(f"start: {machine()}; {n} photos, 1 thread, in-process")
+    best = {}
+    for name, atk in variants.items():
+        clear_cache()
+        t0 = time.perf_counter()
+        res = run(BenchSpec(dataset="imagenet", n_images=n, shard_size=20, batch_size=5, attacks=atk), workers=0,
+                  progress=False)
+        dt = time.perf_counter() - t0
+        print(f"\n## {name}: {dt / n:.1f} s per photo, load {os.getloadavg()[0]:.1f}")
+        print(summary(res.records)[["n_correct", "p_success", "mean_distortion", "mean_visibility", "forward_passes",
+                                    "seconds"]].round(4).to_string())
+        ok = res.records[res.records.success]
+        best[name] = ok.groupby(["attack", "image_id"]).distortion.min()
+    print("\nleast successful distortion per photo:\n" + pd.concat(best, axis=1).round(4).to_string())
+    print(f"end: {machine()}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="what", required=True)
@@ -242,6 +282,8 @@ def main() -> None:
     k = sub.add_parser("cost")
     k.add_argument("--n", type=int, default=4)
     k.add_argument("--rounds", type=int, default=1)
+    m = sub.add_parser("smoothing")
+    m.add_argument("--n", type=int, default=4)
     v = sub.add_parser("visibility")
     v.add_argument("out", type=Path)
     args = p.parse_args()
@@ -257,6 +299,8 @@ def main() -> None:
         passes()
     elif args.what == "cost":
         cost(args.n, args.rounds)
+    elif args.what == "smoothing":
+        smoothing(args.n)
     else:
         visibility(args.out)
 

@@ -590,7 +590,10 @@ def test_bench_spec_for_photos() -> None:
     with pytest.raises(ValueError, match="dataset must be one of"):
         BenchSpec(dataset="cifar10")
     t3 = BenchSpec.paper(3, dataset="imagenet", target="efficientnet_lite0-bilateral")
-    assert {a.name: a.budgets for a in t3.attacks}["fgsm"] == (0.1255,)
+    # Table 3's single budgets (issue 19): an FGSM step of the L2 budget's norm on 224x224x3 photos
+    budgets = {a.name: a.budgets for a in t3.attacks}
+    assert budgets["pgd2"] == (5.0,) and budgets["fgsm"] == budgets["ifgsm"]
+    assert abs(budgets["fgsm"][0] * (3 * 224 * 224) ** 0.5 - 5.0) < 0.01
 
 
 @pytest.mark.slow

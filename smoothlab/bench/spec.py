@@ -97,7 +97,10 @@ SINGLE_BUDGETS: dict[str, tuple[float, ...]] = budget_grids("mnist", "single")
 #: gives D ≈ eps·sqrt(n·d) ≈ 388·eps at 224x224.
 IMAGENET_BUDGETS: dict[str, tuple[float, ...]] = budget_grids("imagenet", "table1")
 
-#: The paper's single ImageNet settings (sec. 5.2), the transferability scenario (Table 3).
+#: The single ImageNet budgets, the transferability scenario (Table 3): the distortion of Table 3's
+#: budgeted attacks, D ≈ 5 on [0, 1] pixels (PGD2 / sPGD2 eps 5, sec. 5.2's value; FGSM / I-FGSM the
+#: L∞ eps of an FGSM step of that norm at 224x224, ≈ 0.0129, where sec. 5.2 writes 2·16/255:
+#: ``paper_settings(..., preset="literal")``; benchmarks/README.md, "The ImageNet single budgets").
 IMAGENET_SINGLE_BUDGETS: dict[str, tuple[float, ...]] = budget_grids("imagenet", "single")
 
 #: Table 3 on natural images: the bilateral-filter defence, and the adversarially trained
