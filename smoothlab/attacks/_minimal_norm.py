@@ -81,7 +81,9 @@ class Perturbation:
     def __init__(self, x: torch.Tensor, S: Any) -> None:
         self.x, self.S = x, S
         self.v = torch.zeros_like(x)
-        self.r = torch.zeros_like(x)
+        # plain: r is δ itself (one tensor, updated in place: the loop allocates nothing per step);
+        # smooth: r = ŝ_α(z), kept out of place (a smoother callable may return a view of its input)
+        self.r = self.v if S is None else torch.zeros_like(x)
 
     @property
     def smooth(self) -> bool:
@@ -116,7 +118,8 @@ class Perturbation:
             # drop the components that would push a pixel already at 0 or 1 out of the box
             # (the clipping after the step would undo them; see the module docstring)
             xd = xa.detach()
-            g = torch.where(((xd <= 0.0) & (g < 0)) | ((xd >= 1.0) & (g > 0)), 0.0, g)
+            blocked = (xd <= 0.0).logical_and_(g < 0).logical_or_((xd >= 1.0).logical_and_(g > 0))
+            g = g.masked_fill(blocked, 0.0)
         return xa.detach(), logits.detach(), value.detach(), g
 
     def direction(self, u: torch.Tensor) -> torch.Tensor:
@@ -129,6 +132,9 @@ class Perturbation:
     def step(self, u: torch.Tensor, alpha: torch.Tensor | float, d: torch.Tensor | None = None) -> None:
         """``v ← v + α u`` (``d``: :meth:`direction` of ``u`` if already computed)."""
         a = per_image(alpha) if isinstance(alpha, torch.Tensor) else alpha
+        if self.S is None:  # r is δ: d is u
+            self.v.add_(a * u)
+            return
         d = self.direction(u) if d is None else d
         self.v = self.v + a * u
         self.r = self.r + a * d
@@ -142,11 +148,11 @@ class Perturbation:
             scale = torch.where(n > radius, radius / n.clamp_min(tiny), torch.ones_like(n))
         else:
             scale = torch.where(n > tiny, radius / n.clamp_min(tiny), torch.ones_like(n))
+        if self.S is None:  # r is δ: scaled, then clipped so that x_o + δ is in the box, in place
+            self.v.mul_(per_image(scale)).add_(self.x).clamp_(0.0, 1.0).sub_(self.x)
+            return
         self.v = self.v * per_image(scale)
         self.r = self.r * per_image(scale)
-        if self.S is None:
-            self.v = (self.x + self.v).clamp(0.0, 1.0) - self.x
-            self.r = self.v
 
 
 class Best:
