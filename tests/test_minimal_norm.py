@@ -170,3 +170,27 @@ def test_smooth_versions_refuse_no_smoother(attack):
     x, y, w, b = _problem(2)
     with pytest.raises(ValueError, match="always smooths"):
         attack(_PerImageAffine(w, b), x, y, smoother=None)
+
+
+def test_drop_outward_equals_the_where_formulation_bit_for_bit():
+    # the branch-free mask of the plain attacks' gradient against its definition (module docstring),
+    # with x_a at 0, at 1, inside, and off the box by rounding (x_o + δ): the same bits wherever g is
+    # not zero (a dropped component is +0.0, as the definition's), the same value (±0) where it is
+    from smoothlab.attacks._minimal_norm import drop_outward
+
+    gen = torch.Generator().manual_seed(3)
+    xa = torch.rand(4, 1, 28, 28, generator=gen)
+    xa[xa < 0.3] = 0.0
+    xa[xa > 0.8] = 1.0
+    xa.view(-1)[:5] = torch.tensor([-1e-8, 1.0 + 2**-23, 2.0**-140, 1.0 - 2**-24, -0.0])
+    g = torch.randn(4, 1, 28, 28, generator=gen)
+    g.view(-1)[5:200:3] = 0.0
+    g.view(-1)[6:200:3] = -0.0
+    g.view(-1)[:5] = torch.tensor([-1.0, 1.0, -1.0, 1.0, -1.0])
+    expected = torch.where(((xa <= 0.0) & (g < 0)) | ((xa >= 1.0) & (g > 0)), 0.0, g)
+    got = drop_outward(g, xa)
+    assert torch.equal(got, expected)  # values (-0.0 == 0.0)
+    nonzero = g != 0
+    assert torch.equal(got.view(torch.int32)[nonzero], expected.view(torch.int32)[nonzero])  # bits
+    assert float(got.view(-1)[2]) == -1.0 and float(got.view(-1)[3]) == 1.0  # inside the box: kept
+    assert bool((got != g).any())  # it did drop something

@@ -116,6 +116,27 @@ def test_c4_fast_cpu_layout_equals_the_default_layout(dtype, monkeypatch):
     assert all(p.grad is None for p in model.parameters())
 
 
+def test_c4_fast_cpu_conv1_writes_channels_last(monkeypatch):
+    # the 1-channel input is seen with channels-last strides, so oneDNN writes conv1's output in
+    # channels-last order itself (no transposing copy before conv2)
+    from smoothlab.models import _c4
+
+    seen = {}
+    apply = _c4._InputGradByFold.apply
+
+    def spy(out, x, w, stride):
+        seen["out"] = out
+        return apply(out, x, w, stride)
+
+    monkeypatch.setattr(_c4._InputGradByFold, "apply", spy)
+    monkeypatch.setattr(C4, "fast_cpu", True)
+    x = torch.rand(5, 1, 28, 28, generator=torch.Generator().manual_seed(4))
+    C4()(x.requires_grad_(True))
+    out = seen["out"]
+    assert out.shape == (5, 64, 14, 14) and out.stride(1) == 1  # channels innermost
+    assert out.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_c4_fast_cpu_layout_second_order_gradients(monkeypatch):
     # a gradient penalty ||dL/dx||^2 differentiated w.r.t. every parameter and x (float64)
     model = C4().double()

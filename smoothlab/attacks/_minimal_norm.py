@@ -52,6 +52,21 @@ def unit(g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return g * per_image(scale), n
 
 
+def drop_outward(g: torch.Tensor, xa: torch.Tensor) -> torch.Tensor:
+    """``g`` with 0 where ``x_a`` is at 0 and ``g < 0``, or at 1 and ``g > 0`` (the components that
+    would push a pixel out of the box), as ``torch.where(((xa <= 0) & (g < 0)) | ((xa >= 1) & (g > 0)),
+    0.0, g)`` but branch-free: one clamp of ``g`` between per-pixel bounds, ``0`` or ``±max``, from the
+    ``ceil`` and ``floor`` of ``x_a`` clipped to ``[0, 1]`` (5x faster on the CPU, where ``where`` with
+    a pixel-wise condition is slow). Equal to it for finite ``g``, bit for bit but for the sign of a
+    zero: a ``-0.0`` component at the box's edge may come out ``+0.0``, which changes no step (a
+    zero moves no pixel); an infinite component becomes ``±max``."""
+    big = torch.finfo(g.dtype).max
+    c = xa.clamp(0.0, 1.0)
+    low = c.ceil().mul_(-big).add_(0.0)  # 0 (not -0) where x_a <= 0, else -max
+    high = c.floor_().mul_(-big).add_(big)  # 0 where x_a >= 1, else max
+    return torch.clamp(g, low, high)
+
+
 def required_smoother(smoother: Any, attack: str) -> Any:
     """``smoother=`` of a smooth-only attack (``sddn``, ``sfmn``): anything but ``None``."""
     if smoother is None:
@@ -81,7 +96,9 @@ class Perturbation:
     def __init__(self, x: torch.Tensor, S: Any) -> None:
         self.x, self.S = x, S
         self.v = torch.zeros_like(x)
-        self.r = torch.zeros_like(x)
+        # plain: r is δ itself (one tensor, updated in place: the loop allocates nothing per step);
+        # smooth: r = ŝ_α(z), kept out of place (a smoother callable may return a view of its input)
+        self.r = self.v if S is None else torch.zeros_like(x)
 
     @property
     def smooth(self) -> bool:
@@ -115,8 +132,7 @@ class Perturbation:
         if self.S is None:
             # drop the components that would push a pixel already at 0 or 1 out of the box
             # (the clipping after the step would undo them; see the module docstring)
-            xd = xa.detach()
-            g = torch.where(((xd <= 0.0) & (g < 0)) | ((xd >= 1.0) & (g > 0)), 0.0, g)
+            g = drop_outward(g, xa.detach())
         return xa.detach(), logits.detach(), value.detach(), g
 
     def direction(self, u: torch.Tensor) -> torch.Tensor:
@@ -129,6 +145,9 @@ class Perturbation:
     def step(self, u: torch.Tensor, alpha: torch.Tensor | float, d: torch.Tensor | None = None) -> None:
         """``v ← v + α u`` (``d``: :meth:`direction` of ``u`` if already computed)."""
         a = per_image(alpha) if isinstance(alpha, torch.Tensor) else alpha
+        if self.S is None:  # r is δ: d is u
+            self.v.add_(a * u)
+            return
         d = self.direction(u) if d is None else d
         self.v = self.v + a * u
         self.r = self.r + a * d
@@ -142,11 +161,11 @@ class Perturbation:
             scale = torch.where(n > radius, radius / n.clamp_min(tiny), torch.ones_like(n))
         else:
             scale = torch.where(n > tiny, radius / n.clamp_min(tiny), torch.ones_like(n))
+        if self.S is None:  # r is δ: scaled, then clipped so that x_o + δ is in the box, in place
+            self.v.mul_(per_image(scale)).add_(self.x).clamp_(0.0, 1.0).sub_(self.x)
+            return
         self.v = self.v * per_image(scale)
         self.r = self.r * per_image(scale)
-        if self.S is None:
-            self.v = (self.x + self.v).clamp(0.0, 1.0) - self.x
-            self.r = self.v
 
 
 class Best:
