@@ -4,11 +4,14 @@ Usage::
 
     python benchmarks/bench_threads.py [--n 100] [--spinners 2]
 
-For each of 1 thread and every available CPU (``smoothlab.available_cpus()``), times C&W (the paper's MNIST settings)
-on ``--n`` digits of the embedded sample, first on a quiet machine, then with ``--spinners`` busy processes running
-(each a Python loop on one CPU). Prints ms per digit, the slowdown against quiet, and the fair share: with ``k``
-spinners on ``c`` CPUs, a process of ``t`` threads gets about ``c / (k + t) * t`` CPUs, so its ideal slowdown is the
-quiet time at ``t`` threads against that share. Prints the machine and the load with every number.
+For each of 1 thread and every available CPU (``smoothlab.available_cpus()``), held fixed (``SMOOTHLAB_THREADS=keep``),
+and the automatic choice (``SMOOTHLAB_THREADS`` unset: ``smoothlab.free_cpus()``, torch starting at every available
+CPU), times C&W (the paper's MNIST settings) on ``--n`` digits of the embedded sample, first on a quiet machine, then
+with ``--spinners`` busy processes running (each a Python loop on one CPU). Prints ms per digit, the slowdown against
+quiet, and the fair share: with ``k`` spinners on ``c`` CPUs, a process of ``t`` threads gets about
+``c / (k + t) * t`` CPUs, so its ideal slowdown is the quiet time at ``t`` threads against that share. The automatic
+choice is held to the fair share of the count it chose when quiet. Prints the machine, the load and the thread count
+the automatic choice used with every number.
 """
 
 from __future__ import annotations
@@ -28,19 +31,38 @@ def _spin(stop: "mp.synchronize.Event") -> None:
         x += 1
 
 
-def _time_cw(n: int, threads: int) -> float:
+class _Counted(torch.nn.Module):
+    """A model recording torch's thread count at each forward pass."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.seen: set[int] = set()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.add(torch.get_num_threads())
+        return self.net(x)
+
+
+def _time_cw(n: int, threads: int | str) -> tuple[float, str]:
+    """ms per digit of C&W at a fixed thread count, or ``"auto"`` (free_cpus, from every available CPU); the counts used."""
+    from smoothlab import available_cpus
     from smoothlab.attacks import cw, paper_settings
     from smoothlab.data import mnist
     from smoothlab.models import c4
 
-    torch.set_num_threads(threads)
+    auto = threads == "auto"
+    os.environ["SMOOTHLAB_THREADS"] = "free" if auto else "keep"
+    torch.set_num_threads(available_cpus() if auto else int(threads))
     x, y = mnist("test")
-    model = c4(pretrained=True)
+    model = _Counted(c4(pretrained=True))
     kwargs = paper_settings("cw", "mnist")
     cw(model, x[:10], y[:10], **kwargs)  # warm-up
+    time.sleep(1.1)  # free_cpus() keeps its answer for a second: read the load afresh
+    model.seen.clear()
     t0 = time.perf_counter()
     cw(model, x[:n], y[:n], **kwargs)
-    return (time.perf_counter() - t0) / n * 1e3
+    return (time.perf_counter() - t0) / n * 1e3, "/".join(map(str, sorted(model.seen)))
 
 
 def main() -> None:
@@ -53,7 +75,7 @@ def main() -> None:
     cpus = available_cpus()
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {cpus} available, torch {torch.__version__}, "
           f"load {os.getloadavg()[0]:.1f}; C&W on {args.n} digits, {args.spinners} spinning processes")
-    counts = sorted({1, cpus})
+    counts: list[int | str] = [*sorted({1, cpus}), "auto"]
     quiet = {t: _time_cw(args.n, t) for t in counts}
     stop = mp.Event()
     spinners = [mp.Process(target=_spin, args=(stop,), daemon=True) for _ in range(args.spinners)]
@@ -67,10 +89,11 @@ def main() -> None:
         for s in spinners:
             s.join()
     for t in counts:
-        share = min(t, cpus / (args.spinners + t) * t)
-        fair = t / share
-        print(f"{t} thread(s): quiet {quiet[t]:.1f} ms/digit, busy {busy[t]:.1f} ms/digit, slowdown {busy[t] / quiet[t]:.2f}x "
-              f"(fair share {fair:.2f}x); against 1 quiet thread {busy[t] / quiet[1]:.2f}x")
+        used = int(quiet[t][1].split("/")[-1]) if t == "auto" else t
+        fair = used / min(used, cpus / (args.spinners + used) * used)
+        (q, q_used), (b, b_used) = quiet[t], busy[t]
+        print(f"{t} thread(s) (quiet {q_used}, busy {b_used}): quiet {q:.1f} ms/digit, busy {b:.1f} ms/digit, "
+              f"slowdown {b / q:.2f}x (fair share {fair:.2f}x); against 1 quiet thread {b / quiet[1][0]:.2f}x")
     print(f"end load {os.getloadavg()[0]:.1f}")
 
 
