@@ -131,15 +131,22 @@ def test_processes_that_spin_take_their_cpus_off(fresh: None) -> None:
 
 
 def test_own_running_threads_are_not_others(tmp_path: Path, fresh: None) -> None:
-    # a kernel that counts only the runnable tasks of this process: the calling thread at least
+    # a kernel that counts one runnable task: the calling thread, always running while it reads
     loadavg = tmp_path / "loadavg"
-    loadavg.write_text(f"0.00 0.00 0.00 {_threads._own_running(_threads._TASKS)}/100 1234\n")
+    loadavg.write_text("0.00 0.00 0.00 1/100 1234\n")
+    assert _threads._own_running(_threads._TASKS) >= 1
     assert _threads.other_runnable(loadavg) == 0
     loadavg.write_text("0.00 0.00 0.00 40/100 1234\n")
     assert 40 - len(os.listdir("/proc/self/task")) <= _threads.other_runnable(loadavg) <= 39
     assert _threads.other_runnable(tmp_path / "absent") is None  # macOS, Windows: unknown
     (tmp_path / "bad").write_text("garbage\n")
     assert _threads.other_runnable(tmp_path / "bad") is None
+
+
+def test_a_quiet_machine_leaves_the_available_cpus(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fresh: None) -> None:
+    (tmp_path / "loadavg").write_text("0.00 0.00 0.00 1/100 1234\n")  # only the calling thread runs
+    monkeypatch.setattr(_threads, "_LOADAVG", tmp_path / "loadavg")
+    assert smoothlab.free_cpus() == smoothlab.available_cpus()
 
 
 def test_an_unknown_load_leaves_the_available_cpus(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fresh: None) -> None:
