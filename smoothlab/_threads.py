@@ -103,7 +103,7 @@ def other_runnable(
 
     The kernel's count of runnable tasks (the 4th field of ``/proc/loadavg``, ``running/total``) less
     this process's threads in state ``R`` (``/proc/self/task``, the calling thread among them); the
-    least of ``samples`` readings back to back (about 20 µs each), so that a task woken for a moment
+    least of ``samples`` readings back to back (about 60 µs each on a 2-CPU VM), so that a task woken for a moment
     is not counted. ``None`` on macOS and Windows, or where the files cannot be read.
     """
     loadavg = _LOADAVG if loadavg is None else Path(loadavg)
@@ -124,7 +124,7 @@ def free_cpus() -> int:
 
     Other processes' runnable tasks (:func:`other_runnable`) are the host's: where the affinity mask
     holds only part of the host's CPUs, the share of them on those CPUs is taken off. The answer is
-    kept for one second (an attack call costs one reading a second at most, about 0.1 ms); where the
+    kept for one second (an attack call costs one reading a second at most: 0.3 ms on a 2-CPU VM); where the
     count is unknown (macOS, Windows) it is :func:`available_cpus`.
 
     Examples
