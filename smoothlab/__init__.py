@@ -37,6 +37,7 @@ _LAZY_NAMES = {
     "MAGNIFY_PAPER": "smoothlab.magnification",
     "MAGNIFY_AUTHORS_CODE": "smoothlab.magnification",
     "available_cpus": "smoothlab._threads",
+    "free_cpus": "smoothlab._threads",
 }
 _SUBMODULES = {
     "graph",

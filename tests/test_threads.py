@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -77,6 +80,7 @@ class _ThreadSpy(torch.nn.Module):
 
 
 def test_an_attack_under_a_one_cpu_quota_runs_on_one_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SMOOTHLAB_THREADS", "available")  # the quota alone, whatever else runs on this machine
     x, y = mnist("test")
     model = _ThreadSpy()
     before = torch.get_num_threads()
@@ -92,3 +96,109 @@ def test_an_attack_under_a_one_cpu_quota_runs_on_one_thread(tmp_path: Path, monk
         assert set(model.seen) == {min(2, len(os.sched_getaffinity(0)))}
     finally:
         torch.set_num_threads(before)
+
+
+# ---------------------------------------------------------------------------- a busy machine without a quota
+def _spinners(k: int) -> list[subprocess.Popen]:
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(k)]
+
+
+def _stop(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        p.kill()
+    for p in procs:
+        p.wait()
+
+
+@pytest.fixture
+def fresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    """free_cpus() reads the load afresh, and SMOOTHLAB_THREADS is unset."""
+    monkeypatch.setattr(_threads, "_CACHE_S", 0.0)
+    monkeypatch.delenv("SMOOTHLAB_THREADS", raising=False)
+
+
+def test_processes_that_spin_take_their_cpus_off(fresh: None) -> None:
+    cpus = smoothlab.available_cpus()
+    procs = _spinners(cpus)
+    try:
+        time.sleep(0.3)
+        others = _threads.other_runnable()
+        free = smoothlab.free_cpus()
+    finally:
+        _stop(procs)
+    assert others is not None and others >= cpus  # each spinner is a runnable task of another process
+    assert free == 1
+
+
+def test_own_running_threads_are_not_others(tmp_path: Path, fresh: None) -> None:
+    # a kernel that counts one runnable task: the calling thread, always running while it reads
+    loadavg = tmp_path / "loadavg"
+    loadavg.write_text("0.00 0.00 0.00 1/100 1234\n")
+    assert _threads._own_running(_threads._TASKS) >= 1
+    assert _threads.other_runnable(loadavg) == 0
+    loadavg.write_text("0.00 0.00 0.00 40/100 1234\n")
+    assert 40 - len(os.listdir("/proc/self/task")) <= _threads.other_runnable(loadavg) <= 39
+    assert _threads.other_runnable(tmp_path / "absent") is None  # macOS, Windows: unknown
+    (tmp_path / "bad").write_text("garbage\n")
+    assert _threads.other_runnable(tmp_path / "bad") is None
+
+
+def test_a_quiet_machine_leaves_the_available_cpus(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fresh: None) -> None:
+    (tmp_path / "loadavg").write_text("0.00 0.00 0.00 1/100 1234\n")  # only the calling thread runs
+    monkeypatch.setattr(_threads, "_LOADAVG", tmp_path / "loadavg")
+    assert smoothlab.free_cpus() == smoothlab.available_cpus()
+
+
+def test_an_unknown_load_leaves_the_available_cpus(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fresh: None) -> None:
+    procs = _spinners(2)
+    try:
+        time.sleep(0.3)
+        monkeypatch.setattr(_threads, "_LOADAVG", tmp_path / "absent")
+        assert smoothlab.free_cpus() == smoothlab.available_cpus()
+    finally:
+        _stop(procs)
+
+
+def test_free_cpus_keeps_its_answer_for_a_second(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(_threads, "_CACHE_S", 60.0)
+    _threads._cache.clear()
+    first = smoothlab.free_cpus()
+    monkeypatch.setattr(_threads, "_LOADAVG", tmp_path / "absent")  # would give available_cpus()
+    monkeypatch.setattr(_threads, "available_cpus", lambda root=None: first + 5)
+    assert smoothlab.free_cpus() == first
+    _threads._cache.clear()
+    assert smoothlab.free_cpus() == first + 5
+
+
+@pytest.mark.skipif(smoothlab.available_cpus() < 2, reason="one CPU: one thread whatever the load")
+def test_an_attack_beside_spinning_processes_runs_on_fewer_threads(monkeypatch: pytest.MonkeyPatch, fresh: None) -> None:
+    x, y = mnist("test")
+    model = _ThreadSpy()
+    cpus = smoothlab.available_cpus()
+    before = torch.get_num_threads()
+    torch.set_num_threads(cpus)
+    procs = _spinners(cpus)
+    try:
+        time.sleep(0.3)
+        pgd2(model, x[:4], y[:4], eps=1.0, iterations=2)
+        assert set(model.seen) == {1}
+        assert torch.get_num_threads() == cpus  # restored after the attack
+        model.seen.clear()
+        monkeypatch.setenv("SMOOTHLAB_THREADS", "available")  # the opt-out: the CPUs the process may use
+        pgd2(model, x[:4], y[:4], eps=1.0, iterations=2)
+        assert set(model.seen) == {cpus}
+        model.seen.clear()
+        monkeypatch.setenv("SMOOTHLAB_THREADS", "keep")  # torch's count untouched, even above the CPUs
+        torch.set_num_threads(cpus + 1)
+        pgd2(model, x[:4], y[:4], eps=1.0, iterations=2)
+        assert set(model.seen) == {cpus + 1}
+    finally:
+        _stop(procs)
+        torch.set_num_threads(before)
+
+
+def test_a_bad_thread_policy_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SMOOTHLAB_THREADS", "many")
+    with pytest.raises(ValueError, match=r"SMOOTHLAB_THREADS must be one of free, available, keep.*'many'"):
+        with _threads.held_threads():
+            pass
