@@ -249,7 +249,7 @@ def test_compare_with_paper_marks_and_explains_gaps() -> None:
     assert t.loc["I-FGSM", "gap"] == "D̄" and t.loc["I-FGSM", "why"] == GAPS[(1, "MNIST C4", "ifgsm")]
     assert t.loc["I-FGSM", "D̄ / paper"] == pytest.approx(1.5)
     far = compare_with_paper(pd.DataFrame({"p_success": [0.5], "mean_distortion": [9.0]}, index=["pgd2"]),
-                             3, "InceptionV3 bilateral filter")
+                             3, "InceptionV3 adv. training")
     assert far.loc["PGD2", "gap"] == "P_suc, D̄" and far.loc["PGD2", "why"] == "unexplained"
     with pytest.raises(ValueError, match="none of the paper's attacks"):
         compare_with_paper(ours.loc[["ddn"]], 1, "MNIST C4")
@@ -331,3 +331,21 @@ def test_settings_provenance_says_paper_exactly_where_the_value_is_the_papers() 
         settings_provenance("cifar")
     with pytest.raises(ValueError, match="attack"):
         settings_provenance("mnist", ("ddn",))
+
+
+def test_imagenet_gaps_name_the_measurement_and_read_the_smoothing_from_the_preset() -> None:
+    """Every ImageNet row of Table 1 and of Table 3's bilateral column has a cause; the smoothing cause of the
+    smooth attacks says what the sC&W preset really does (exact here), and only they carry it."""
+    from smoothlab.attacks import IMAGENET_PARAMS
+
+    for key in [(1, "ImageNet InceptionV3", a) for a in PAPER_TABLES[(1, "ImageNet InceptionV3")]] + [
+        (3, "InceptionV3 bilateral filter", a) for a in PAPER_TABLES[(3, "InceptionV3 bilateral filter")]
+    ]:
+        why = GAPS[key]
+        assert "8-bit PNGs" in why, key
+        assert ("the smoothing:" in why) == (key[2] in ("spgd2", "scw")), key
+    sm = IMAGENET_PARAMS["scw"]["smoother"]
+    exact = sm["solver"] != "cg" or sm["tol"] > 0
+    assert ("solves ŝ_α exactly" in GAPS[(1, "ImageNet InceptionV3", "scw")]) == exact
+    assert f"λ = {sm['lam']:g}" in GAPS[(1, "ImageNet InceptionV3", "scw")]
+    assert "one per attack" in GAPS[(3, "InceptionV3 bilateral filter", "fgsm")]
