@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sys
-import types
 from collections.abc import Callable
 from typing import Any
 
@@ -31,36 +29,12 @@ import torch
 
 from smoothlab.attacks import cw, scw
 from smoothlab.data import mnist
-from smoothlab.models import c4, predict
+from smoothlab.models import c4
 from smoothlab.smoothing import SmoothingSpec
 
-# the timing helpers of every benchmark (this folder is on sys.path when a script here runs)
+# helpers shared by the benchmarks (this folder is on sys.path when a script here runs)
+from _peers import adv_lib_attack, stats  # noqa: E402
 from _timing import timed_rounds
-
-
-def stats(x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor, model: torch.nn.Module) -> tuple[float, float]:
-    """P_suc and D̄ over the images the model classifies correctly (eq. 20)."""
-    correct = predict(model, x) == y
-    success = (predict(model, x_adv) != y) & correct
-    dist = (x_adv - x).flatten(1).norm(dim=1)
-    return float(success.sum() / correct.sum()), float(dist[success].mean())
-
-
-def adv_lib_cw() -> Callable[..., torch.Tensor] | None:
-    """adv-lib's ``carlini_wagner_l2`` without importing its other attacks (they need torchvision
-    and visdom, which C&W does not use)."""
-    try:
-        import adv_lib
-    except ImportError:
-        return None
-    sys.modules.setdefault("visdom", types.ModuleType("visdom"))
-    if "adv_lib.attacks" not in sys.modules:
-        pkg = types.ModuleType("adv_lib.attacks")
-        pkg.__path__ = [os.path.join(os.path.dirname(adv_lib.__file__), "attacks")]
-        sys.modules["adv_lib.attacks"] = pkg
-    from adv_lib.attacks.carlini_wagner.l2 import carlini_wagner_l2
-
-    return carlini_wagner_l2
 
 
 def table(runs: dict[str, float], outputs: dict[str, torch.Tensor], base: str, x, y, model, n: int) -> None:
@@ -96,7 +70,8 @@ def main() -> None:
         ratio(model, x, y, n, args.repeats)
     # 2. against adv-lib, same budget and equivalent step
     if args.only != "ratio":
-        against_adv_lib(model, x, y, n, None if args.no_adv_lib else adv_lib_cw(), args.adv_lib_repeats)
+        cwl2 = None if args.no_adv_lib else adv_lib_attack("carlini_wagner.l2", "carlini_wagner_l2")
+        against_adv_lib(model, x, y, n, cwl2, args.adv_lib_repeats)
     print(f"\nload average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 

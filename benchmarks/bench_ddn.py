@@ -31,9 +31,10 @@ import torch
 
 from smoothlab.attacks import ddn
 from smoothlab.data import mnist
-from smoothlab.models import c4, predict
+from smoothlab.models import c4
 
-# the timing helpers of every benchmark (this folder is on sys.path when a script here runs)
+# helpers shared by the benchmarks (this folder is on sys.path when a script here runs)
+from _peers import adv_lib_attack, stats  # noqa: E402
 from _timing import timed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -46,31 +47,6 @@ def cpu_name() -> str:
             return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         return platform.processor() or "unknown CPU"
-
-
-def stats(x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor, model: torch.nn.Module) -> tuple[float, float]:
-    """P_suc and D̄ over the images the model classifies correctly (eq. 20)."""
-    correct = predict(model, x) == y
-    success = (predict(model, x_adv) != y) & correct
-    dist = (x_adv - x).flatten(1).norm(dim=1)
-    return float(success.sum() / correct.sum()), float(dist[success].mean())
-
-
-def adv_lib_ddn() -> Callable[..., torch.Tensor] | None:
-    """adv-lib's ``ddn`` without importing its other attacks (they need torchvision and visdom,
-    which DDN does not use), or ``None`` when adv-lib is not installed."""
-    try:
-        import adv_lib
-    except ImportError:
-        return None
-    sys.modules.setdefault("visdom", types.ModuleType("visdom"))
-    if "adv_lib.attacks" not in sys.modules:
-        pkg = types.ModuleType("adv_lib.attacks")
-        pkg.__path__ = [os.path.join(os.path.dirname(adv_lib.__file__), "attacks")]
-        sys.modules["adv_lib.attacks"] = pkg
-    from adv_lib.attacks.decoupled_direction_norm import ddn as their_ddn
-
-    return their_ddn
 
 
 def baseline_ddn(rev: str) -> Callable[..., Any]:
@@ -148,7 +124,7 @@ def main() -> None:
     if args.baseline:
         old = baseline_ddn(args.baseline)
         runs[f"DDN (smoothlab at {args.baseline})"] = lambda k: old(model, x, y, steps=k, gamma=0.05, init_norm=1.0).x_adv
-    theirs = None if args.no_adv_lib else adv_lib_ddn()
+    theirs = None if args.no_adv_lib else adv_lib_attack("decoupled_direction_norm", "ddn")
     if theirs is None:
         print("adv-lib not installed (pip install --no-deps adv-lib) or --no-adv-lib: skipping that comparison")
         base = "DDN (smoothlab)"
