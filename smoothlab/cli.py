@@ -52,6 +52,8 @@ examples:
   smoothlab bench --quantise --save-adversarials --out q
                                               the 8-bit protocol, keeping each image's least
                                               distorted adversarial image (uint8) in q/adversarials/
+  smoothlab bench --report-only --out t1      the table of the shards a stopped run finished
+                                              (computes nothing; rerun the same command to resume)
   smoothlab compare t1 t2 --out both          one table and one figure of several runs
 
 The run writes OUT/spec.json and one Parquet file per finished shard (OUT/shards/); run the
@@ -214,6 +216,13 @@ def _add_how_options(how: argparse._ArgumentGroup) -> None:
     how.add_argument("--overwrite", action="store_true", help="discard the results already in --out (needed if they belong to another spec)")
     how.add_argument("--no-progress", action="store_true", help="no progress bar")
     how.add_argument(
+        "--report-only",
+        action="store_true",
+        help="compute nothing: write and print the table of the shards already finished in --out (and in its "
+        "subfolders, for Table 3), marked partial where shards are missing; 'what' options are read from "
+        "OUT/spec.json",
+    )
+    how.add_argument(
         "--save-adversarials",
         action="store_true",
         help="also keep each image's least distorted successful adversarial image per attack in OUT/adversarials/ "
@@ -319,9 +328,30 @@ def _download(specs: list[tuple[str | None, object]]) -> None:
         dataset_entry(dataset).download(source, split)  # type: ignore[misc]
 
 
+def _report_only(out: Path) -> int:
+    """``smoothlab bench --report-only``: the table of each run in ``out`` (or its subfolders)."""
+    from smoothlab.bench import report, storage
+
+    out = out.expanduser()
+    folders = [out] if (out / storage.SPEC_FILE).is_file() else sorted(p.parent for p in out.glob(f"*/{storage.SPEC_FILE}"))
+    if not folders:
+        raise FileNotFoundError(f"--out must be the output folder of a benchmark run, but {out / storage.SPEC_FILE} does not exist")
+    for folder in folders:
+        result = report(folder)
+        print(f"## {result.spec.scenario}\n")
+        if not result.complete:
+            print(f"partial: {result.partial_note()}\n")
+        print(result.table("markdown"))
+        print("\nBudget grids:\n" + result.spec.grids() + "\n")
+        print(f"results in {folder}/: table.md, table.csv, operating_characteristic.html, records.parquet")
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     from smoothlab.bench import run
 
+    if args.report_only:
+        return _report_only(args.out)
     specs = _specs_from_args(args)
     if args.download:
         _download(specs)

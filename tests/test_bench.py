@@ -30,11 +30,12 @@ from smoothlab.bench import (  # noqa: E402
     parse_images,
     register_dataset,
     register_model,
+    report,
     run,
     unregister_dataset,
     unregister_model,
 )
-from smoothlab.bench import storage  # noqa: E402
+from smoothlab.bench import compare, storage  # noqa: E402
 from smoothlab.metrics import summary  # noqa: E402
 from smoothlab.records import RECORD_COLUMNS  # noqa: E402
 
@@ -513,6 +514,47 @@ def test_interrupted_run_resumes_without_recomputing(reference, tmp_path):
     again = run(tiny_spec(), workers=0, out=tmp_path, progress=False)
     assert again.computed == [] and again.reused == [0, 1, 2]
     same_records(again.records, reference)
+
+
+def test_report_of_a_stopped_run_computes_nothing_and_says_it_is_partial(reference, tmp_path):
+    import pyarrow.parquet as pq
+
+    run(tiny_spec(), workers=0, out=tmp_path, progress=False, max_shards=2)
+    stamps = {p.name: p.stat().st_mtime_ns for p in (tmp_path / storage.SHARD_DIR).iterdir()}
+    part = report(tmp_path)
+    assert (part.complete, part.mode, part.computed, part.reused, part.n_shards, part.n_images) == (
+        False, "report", [], [0, 1], 3, 12)
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / storage.SHARD_DIR).iterdir()} == stamps  # nothing rewritten
+    first8 = reference[reference["image_id"] < 8].reset_index(drop=True)
+    same_records(part.records, first8)
+    pd.testing.assert_frame_equal(part.summary.drop(columns="seconds"), summary(first8).drop(columns="seconds"))
+    table = (tmp_path / "table.md").read_text()
+    assert "**Partial:** 2 of 3 shards finished, 8 of 12 images" in table
+    assert json.loads(pq.read_schema(tmp_path / "records.parquet").metadata[b"smoothlab.shards"]) == [2, 3]
+    with pytest.warns(UserWarning, match="is partial: .* covers 2 of its 3 shards"):
+        compare([tmp_path])
+    assert not report(tmp_path, save=False).complete
+    # the same folder still resumes: one shard computed, then the report is complete and unmarked
+    res = run(tiny_spec(), workers=0, out=tmp_path, progress=False)
+    assert res.computed == [2] and res.reused == [0, 1]
+    full = report(tmp_path)
+    assert full.complete and full.partial_note().startswith("3 of 3 shards")
+    same_records(full.records, reference)
+    assert "Partial" not in (tmp_path / "table.md").read_text()
+    assert json.loads(pq.read_schema(tmp_path / "records.parquet").metadata[b"smoothlab.shards"]) == [3, 3]
+
+
+def test_report_bad_input_names_the_argument(tmp_path):
+    with pytest.raises(FileNotFoundError, match="spec.json does not exist"):
+        report(tmp_path)
+    run(tiny_spec(), workers=0, out=tmp_path, progress=False, max_shards=1)
+    storage.shard_path(tmp_path, 0).write_bytes(b"not parquet")
+    with pytest.raises(ValueError, match="out holds no finished shard to report"):
+        report(tmp_path)
+    with pytest.raises(TypeError, match="out must be the path of a benchmark output folder, got int"):
+        report(3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="save must be a bool, got 'yes'"):
+        report(tmp_path, save="yes")  # type: ignore[arg-type]
 
 
 def test_dask_run_interrupted_then_resumed(reference, client2, tmp_path):

@@ -149,6 +149,30 @@ def test_table_3_runs_both_targets(tmp_path, capsys):
     assert "## white box on c4-l2adv" in capsys.readouterr().out
 
 
+def test_report_only_prints_the_finished_shards_of_each_run_and_computes_nothing(tmp_path, capsys):
+    from smoothlab.bench import AttackSpec, BenchSpec, run
+
+    for sub, attack in (("c4-bilateral", "fgsm"), ("c4-adv", "pgd2")):  # Table 3's layout: one run per subfolder
+        spec = BenchSpec(attacks=(AttackSpec(attack, budgets=(2.0,) if attack == "pgd2" else (0.3,)),), n_images=4,
+                         batch_size=2, shard_size=2, visibility=False, target_model=sub)
+        run(spec, out=tmp_path / sub, workers=0, progress=False, max_shards=1)
+    shards = sorted(p.stat().st_mtime_ns for p in tmp_path.glob("*/shards/*"))
+    assert main(["bench", "--report-only", "--out", str(tmp_path), "--attacks", "cw"]) == 0  # 'what' options ignored
+    out = capsys.readouterr().out
+    assert out.count("partial: 1 of 2 shards finished, 2 of 4 images") == 2, out
+    assert "## transfer c4 -> c4-bilateral" in out and "## transfer c4 -> c4-adv" in out
+    assert "| FGSM |" in out and "| PGD2 |" in out and "C&W" not in out
+    assert sorted(p.stat().st_mtime_ns for p in tmp_path.glob("*/shards/*")) == shards  # nothing computed
+    for sub in ("c4-bilateral", "c4-adv"):
+        assert (tmp_path / sub / "table.md").read_text().count("**Partial:**") == 1
+    # one run's own folder
+    assert main(["bench", "--report-only", "--out", str(tmp_path / "c4-adv")]) == 0
+    assert capsys.readouterr().out.count("## transfer") == 1
+    status = main(["bench", "--report-only", "--out", str(tmp_path / "empty")])
+    err = capsys.readouterr().err
+    assert status == 2 and "empty/spec.json does not exist" in err and err.startswith("smoothlab bench: error:"), err
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

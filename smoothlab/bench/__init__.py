@@ -8,6 +8,7 @@
   ``BenchSpec.paper(3, target="c4-bilateral")`` Table 3 (transferability, sec. 5.4);
 - :func:`run` -- run it (local cluster, existing cluster, or in-process) with resumable
   per-shard Parquet output; returns a :class:`BenchResult` (records, summary, P(D));
+- :func:`report` -- the statistics of the shards a stopped run finished, computing nothing;
 - :func:`paper_scenarios`, :func:`run_all` -- the specs of Tables 1-3 by name, and several runs in
   one call (each in its own folder);
 - :func:`run_shard` -- the unit of work, identical on every path;
@@ -25,7 +26,7 @@ Dask (``distributed``) is imported only when a run uses it.
 from __future__ import annotations
 
 from smoothlab.bench.comparison import Comparison, compare
-from smoothlab.bench.runner import BenchResult, run
+from smoothlab.bench.runner import BenchResult, report, run
 from smoothlab.bench.saved import SavedAdversarials, load_adversarials
 from smoothlab.bench.scenarios import paper_scenarios, run_all
 from smoothlab.bench.shard import cache_info, clear_cache, plan_shards, run_shard, select_images
@@ -77,6 +78,7 @@ __all__ = [
     "quick_attacks",
     "register_dataset",
     "register_model",
+    "report",
     "run",
     "run_all",
     "run_shard",

@@ -14,6 +14,7 @@ not compare; nothing is ever merged across runs.
 from __future__ import annotations
 
 import json
+import warnings
 import math
 import os
 from collections.abc import Sequence
@@ -187,6 +188,14 @@ def _read_run(out: Path) -> tuple[dict[str, Any], pd.DataFrame]:
     doc = json.loads(spec_file.read_text())
     if not isinstance(doc, dict) or not isinstance(doc.get("spec"), dict):
         raise ValueError(f"{spec_file} is not a smoothlab BenchSpec document")
+    shards = storage._read_metadata(rec_file).get("shards")
+    if isinstance(shards, list) and len(shards) == 2 and shards[0] < shards[1]:
+        warnings.warn(
+            f"the run in {out} is partial: its records.parquet (written by smoothlab.bench.report) covers "
+            f"{shards[0]} of its {shards[1]} shards",
+            UserWarning,
+            stacklevel=3,
+        )
     # records of older runs (without ciede2000, ...) read with the missing optional columns as NaN
     return doc["spec"], validate_records(pd.read_parquet(rec_file), f"records of {out}")
 

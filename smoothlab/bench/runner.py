@@ -24,7 +24,7 @@ from smoothlab.bench import storage
 from smoothlab.bench.shard import dataset_size, plan_shards, run_shard, select_images, torch_threads
 from smoothlab.bench.spec import BenchSpec
 
-__all__ = ["BenchResult", "run"]
+__all__ = ["BenchResult", "report", "run"]
 
 log = logging.getLogger("smoothlab.bench")
 
@@ -63,6 +63,8 @@ class BenchResult:
         Output folder.
     dashboard : str or None
         Dask dashboard link, when there was one.
+    n_images : int
+        Number of images of the spec (of all its shards).
     """
 
     spec: BenchSpec
@@ -79,6 +81,7 @@ class BenchResult:
     seconds: float = 0.0
     out: Path | None = None
     dashboard: str | None = None
+    n_images: int = 0
 
     def table(self, fmt: str = "markdown", digits: int = 2) -> str:
         """The summary as Markdown (paper notation) or CSV."""
@@ -103,11 +106,16 @@ class BenchResult:
         target = Path(directory if directory is not None else self.out or ".")
         target.mkdir(parents=True, exist_ok=True)
         paths = {name: target / name for name in storage.REPORT_FILES}
-        storage.write_parquet(paths["records.parquet"], self.records, {"spec_hash": self.spec.hash})
+        shards = len(self.computed) + len(self.reused) if not self.complete else self.n_shards
+        storage.write_parquet(
+            paths["records.parquet"], self.records, {"spec_hash": self.spec.hash, "shards": [shards, self.n_shards]}
+        )
         header = (
             f"Smooth adversarial examples — section 5.1 protocol, {self.spec.scenario}, "
             f"{self.spec.dataset} {self.spec.split} ({self.spec.source}), spec {self.spec.hash[:12]}.\n\n"
         )
+        if not self.complete:
+            header += f"**Partial:** {self.partial_note()}.\n\n"
         paths["table.md"].write_text(header + self.table("markdown") + "\n\nBudget grids:\n\n" + self.spec.grids() + "\n")
         paths["table.csv"].write_text(self.table("csv"))
         try:
@@ -116,6 +124,14 @@ class BenchResult:
             log.warning("plotly is not installed: operating_characteristic.html not written")
             del paths["operating_characteristic.html"]
         return paths
+
+    def partial_note(self) -> str:
+        """What a partial result covers: its finished shards and images, of the spec's."""
+        done = len(set(self.computed) | set(self.reused))
+        return (
+            f"{done} of {self.n_shards} shards finished, {self.records['image_id'].nunique()} of "
+            f"{self.n_images} images; the statistics cover those only"
+        )
 
     def __repr__(self) -> str:
         state = "complete" if self.complete else "partial"
@@ -264,6 +280,70 @@ def run(
     return result
 
 
+def report(out: str | os.PathLike[str], *, save: bool = True) -> BenchResult:
+    """The statistics of the shards already finished in ``out``, computing nothing.
+
+    For a run that was stopped (or is still running elsewhere): reads ``out/spec.json`` and
+    every valid shard, and aggregates them as :func:`run` does (eqs. 20-21). A later
+    :func:`run` of the same spec and ``out`` still resumes the missing shards.
+
+    Parameters
+    ----------
+    out : path
+        Output folder of a :func:`run` (``smoothlab bench --out``).
+    save : bool
+        Write records.parquet, table.md, table.csv and operating_characteristic.html into
+        ``out`` (default). A partial result's table.md says which shards it covers, and its
+        records.parquet stores ``shards = [finished, total]`` in its metadata.
+
+    Returns
+    -------
+    BenchResult
+        ``mode="report"``, ``computed=[]``; ``complete`` is true when every shard is finished.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``out`` has no ``spec.json``.
+    ValueError
+        No valid shard in ``out`` (nothing to report), or ``spec.json`` of another smoothlab
+        version.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from smoothlab.bench import AttackSpec, BenchSpec, report, run
+    >>> spec = BenchSpec(attacks=(AttackSpec("fgsm", budgets=(0.3,)),), n_images=8, batch_size=4,
+    ...                  shard_size=4, visibility=False)
+    >>> out = tempfile.mkdtemp()
+    >>> run(spec, out=out, workers=0, progress=False, max_shards=1).complete
+    False
+    >>> partial = report(out)
+    >>> partial.complete, partial.n_shards, partial.records["image_id"].nunique()
+    (False, 2, 4)
+    """
+    t0 = time.perf_counter()
+    if isinstance(out, bool) or not isinstance(out, (str, os.PathLike)):
+        raise TypeError(f"out must be the path of a benchmark output folder, got {type(out).__name__}")
+    if not isinstance(save, bool):
+        raise TypeError(f"save must be a bool, got {save!r}")
+    folder = Path(out).expanduser()
+    spec = storage.read_spec(folder)
+    if spec.image_ids is not None:
+        ids = np.asarray(spec.image_ids, dtype=np.int64)
+    elif spec.n_images is not None:
+        ids = np.arange(spec.n_images, dtype=np.int64)
+    else:  # the whole split: its size decides the shards
+        ids = select_images(spec, dataset_size(spec))
+    state = _RunState(spec, plan_shards(spec, ids), None)
+    state.resume(folder)
+    if not state.done:
+        raise ValueError(f"out holds no finished shard to report: {folder / storage.SHARD_DIR} has no valid shard file")
+    result = state.result(mode="report", n_workers=0, dashboard=None, save=save)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
 def _check_run_arguments(
     spec: Any,
     client: Any,
@@ -376,8 +456,9 @@ class _RunState:
         if self.on_shard is not None:
             self.on_shard(k, df)
 
-    def result(self, *, mode: str, n_workers: int, dashboard: str | None) -> BenchResult:
-        """Aggregate the records (eqs. 20-21); a complete run also writes its reports to ``out``."""
+    def result(self, *, mode: str, n_workers: int, dashboard: str | None, save: bool | None = None) -> BenchResult:
+        """Aggregate the records (eqs. 20-21) and write the reports to ``out``: when ``save`` says
+        so, or (``save=None``) when the run is complete."""
         from smoothlab.metrics import operating_characteristics, summary
         from smoothlab.records import sort_records
 
@@ -399,8 +480,9 @@ class _RunState:
             n_workers=n_workers,
             out=self.out,
             dashboard=dashboard,
+            n_images=sum(len(ids) for ids in self.shards),
         )
-        if self.out is not None and complete:
+        if self.out is not None and (complete if save is None else save):
             result.save(self.out)
         return result
 

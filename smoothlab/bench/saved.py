@@ -11,7 +11,6 @@ the stored pixels otherwise.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -59,19 +58,6 @@ class SavedAdversarials:
 
     def __len__(self) -> int:
         return int(self.image_ids.size)
-
-
-def _read_spec(out: Path) -> BenchSpec:
-    path = out / storage.SPEC_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"out must be the output folder of a benchmark run, but {path} does not exist")
-    text = path.read_text()
-    spec = BenchSpec.from_json(text)
-    stored = json.loads(text).get("hash")
-    if stored != spec.hash:
-        raise ValueError(f"{path} was written by another version of smoothlab (spec hash {str(stored)[:12]}, "
-                         f"read as {spec.hash[:12]}); run the benchmark again to save its adversarial images")
-    return spec
 
 
 def _wanted(index: int | Sequence[int] | None) -> np.ndarray | None:
@@ -180,7 +166,7 @@ def load_adversarials(
     from smoothlab.bench.shard import dataset_size, plan_shards, select_images
 
     out = Path(out).expanduser()
-    spec = _read_spec(out)
+    spec = storage.read_spec(out)
     if attack not in spec.attack_keys:
         raise ValueError(f"attack must be one of the run's attacks {list(spec.attack_keys)}, got {attack!r}")
     ids = select_images(spec, dataset_size(spec))

@@ -53,6 +53,7 @@ __all__ = [
     "SHARD_DIR",
     "REPORT_FILES",
     "prepare_out",
+    "read_spec",
     "shard_path",
     "write_shard",
     "read_shard",
@@ -259,6 +260,29 @@ def _older_version_of(text: str, data: Any, spec: BenchSpec) -> bool:
         return BenchSpec.from_json(text) == spec
     except (TypeError, ValueError):
         return False
+
+
+def read_spec(out: Path) -> BenchSpec:
+    """The :class:`BenchSpec` of the run in the output folder ``out`` (its ``spec.json``).
+
+    Raises
+    ------
+    FileNotFoundError
+        ``out`` has no ``spec.json``.
+    ValueError
+        ``spec.json`` was written by another version of smoothlab (its stored hash is not the
+        hash of the spec it reads as), so its shards would not be recognised.
+    """
+    path = Path(out).expanduser() / SPEC_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"out must be the output folder of a benchmark run, but {path} does not exist")
+    text = path.read_text()
+    spec = BenchSpec.from_json(text)
+    stored = json.loads(text).get("hash")
+    if stored != spec.hash:
+        raise ValueError(f"{path} was written by another version of smoothlab (spec hash {str(stored)[:12]}, "
+                         f"read as {spec.hash[:12]}); run the benchmark again with this version")
+    return spec
 
 
 def prepare_out(out: Path, spec: BenchSpec, overwrite: bool) -> Path:
