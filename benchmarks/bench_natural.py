@@ -5,7 +5,8 @@ Usage (needs the 1,000-image sample: SMOOTHLAB_DATA=DIR with DIR/imagenet-sample
     python benchmarks/bench_natural.py accuracy              # top-1 of EfficientNet-Lite0 on all 1,000 photos
     python benchmarks/bench_natural.py table --n 100         # smoothlab bench --dataset imagenet, 2 workers
     python benchmarks/bench_natural.py visibility OUT        # per-photo V of sC&W against C&W from OUT/records.parquet
-    python benchmarks/bench_natural.py cw --images 0,251,500,750   # C&W / sC&W presets per photo: D, passes, traps
+    python benchmarks/bench_natural.py cw --images 0,251,500,750   # C&W / sC&W presets per photo (and the default
+                                                             # without its early abort): D, passes, traps
     python benchmarks/bench_natural.py floor --n 40          # PGD2 / sPGD2 least successful budget per photo (a fine grid)
     python benchmarks/bench_natural.py cost --n 4            # seconds per photo: the protocol before / after issue 19's speed work
     python benchmarks/bench_natural.py passes                # one Lite0 forward + backward per photo: plain against fused layers
@@ -94,7 +95,7 @@ def _photos(ids: list[int]):
 
 def cw_presets(ids: list[int], threads: int = 1, attacks: tuple[str, ...] = ("cw", "scw")) -> None:
     """C&W and sC&W with the ImageNet presets (default: c searched per image; literal: sec. 5.2's one
-    constant), and the literal preset's first Adam step alone, per photo."""
+    constant), the default without its early abort, and the literal preset's first Adam step alone, per photo."""
     import warnings
 
     from smoothlab.attacks import cw, paper_settings, scw
@@ -106,10 +107,12 @@ def cw_presets(ids: list[int], threads: int = 1, attacks: tuple[str, ...] = ("cw
     for attack, fn in (("cw", cw), ("scw", scw)):
         if attack not in attacks:
             continue
-        for preset in ("default", "literal", "first step"):
-            kw = paper_settings(attack, "imagenet", preset="literal" if preset == "first step" else preset)
+        for preset in ("default", "default, abort_early=False", "literal", "first step"):
+            kw = paper_settings(attack, "imagenet", preset="default" if preset.startswith("default") else "literal")
             if preset == "first step":
                 kw.update(iterations=2, abort_early=False)  # iterate 0 is x_o (or z = 0), iterate 1 the first step
+            elif preset.endswith("abort_early=False"):
+                kw.update(abort_early=False)  # every iteration of every search step (the authors' code aborts)
             t0 = time.perf_counter()
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
