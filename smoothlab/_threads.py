@@ -20,13 +20,22 @@ torch's count untouched). Where the files are absent (macOS, Windows) nothing ch
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["THREAD_POLICIES", "available_cpus", "cgroup_cpu_quota", "free_cpus", "held_threads", "other_runnable"]
+__all__ = [
+    "THREAD_POLICIES",
+    "available_cpus",
+    "cgroup_cpu_quota",
+    "free_cpus",
+    "held_threads",
+    "kept_threads",
+    "other_runnable",
+]
 
 _CGROUP = Path("/sys/fs/cgroup")
 _LOADAVG = Path("/proc/loadavg")
@@ -36,6 +45,8 @@ THREAD_POLICIES = ("free", "available", "keep")
 #: How long (s) :func:`free_cpus` keeps its answer, and its last (time, answer).
 _CACHE_S = 1.0
 _cache: list[tuple[float, int]] = []
+#: Set by :func:`kept_threads`: :func:`held_threads` then leaves torch's count alone in this context.
+_KEEP: contextvars.ContextVar[bool] = contextvars.ContextVar("smoothlab_keep_threads", default=False)
 
 
 def cgroup_cpu_quota(root: str | os.PathLike[str] | None = None) -> float | None:
@@ -166,11 +177,15 @@ def held_threads(limit: int | None = None) -> Iterator[int]:
 
     A count already below the limit is left alone (a user's ``torch.set_num_threads(1)`` stays).
     ``limit=None`` follows ``SMOOTHLAB_THREADS`` (:func:`thread_policy`): :func:`free_cpus` (unset
-    or ``free``), :func:`available_cpus` (``available``) or torch's count untouched (``keep``).
+    or ``free``), :func:`available_cpus` (``available``) or torch's count untouched (``keep``), and
+    inside :func:`kept_threads` torch's count untouched whatever the variable says.
     """
     import torch
 
     before = torch.get_num_threads()
+    if limit is None and _KEEP.get():
+        yield before
+        return
     if limit is None:
         policy = thread_policy()
         limit = {"free": free_cpus, "available": available_cpus}.get(policy, lambda: before)()
@@ -183,3 +198,28 @@ def held_threads(limit: int | None = None) -> Iterator[int]:
         yield n
     finally:
         torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def kept_threads() -> Iterator[None]:
+    """Inside the block, :func:`held_threads` (``limit=None``) leaves torch's thread count as the caller set it.
+
+    For work whose results must not depend on the machine's load: the thread count can change the
+    rounding of parallel reductions, and :func:`free_cpus` changes with the load. The benchmark's
+    shards run inside it (:func:`smoothlab.bench.run_shard`), at the count their runner sets (1 by
+    default). Per context (thread, task), not process-wide.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from smoothlab._threads import held_threads, kept_threads
+    >>> with kept_threads(), held_threads() as n:
+    ...     n == torch.get_num_threads()
+    True
+    """
+    token = _KEEP.set(True)
+    try:
+        yield
+    finally:
+        _KEEP.reset(token)
+

@@ -202,3 +202,33 @@ def test_a_bad_thread_policy_is_refused(monkeypatch: pytest.MonkeyPatch) -> None
     with pytest.raises(ValueError, match=r"SMOOTHLAB_THREADS must be one of free, available, keep.*'many'"):
         with _threads.held_threads():
             pass
+
+
+def test_a_bench_shard_keeps_the_callers_thread_count_whatever_the_cpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bench's records must not depend on the load: a shard's attacks run at the thread count the caller
+    set (the runner: 1 by default), where an attack outside the bench is held to the free CPUs (here a made-up
+    1-CPU quota stands for a busy machine)."""
+    from smoothlab.bench import AttackSpec, BenchSpec, register_model, run_shard, unregister_model
+
+    monkeypatch.setenv("SMOOTHLAB_THREADS", "available")
+    monkeypatch.setattr(_threads, "_CGROUP", _cgroup(tmp_path, "100000 100000"))
+    spy = _ThreadSpy()
+    register_model("thread-spy", lambda device: spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        spec = BenchSpec(model="thread-spy", attacks=(AttackSpec("pgd2", {"iterations": 2}, (1.0,)),), n_images=2,
+                         batch_size=2, shard_size=2, visibility=False, device="cpu")
+        run_shard(spec, 0, [0, 1])
+        assert spy.seen and set(spy.seen) == {2}  # kept: the caller's count
+        spy.seen.clear()
+        x, y = mnist("test")
+        pgd2(spy, x[:2], y[:2], eps=1.0, iterations=2)  # the same attack outside a shard: held to the quota
+        assert set(spy.seen) == {1}
+        spy.seen.clear()
+        with _threads.kept_threads():
+            pgd2(spy, x[:2], y[:2], eps=1.0, iterations=2)
+        assert set(spy.seen) == {2} and torch.get_num_threads() == 2
+    finally:
+        unregister_model("thread-spy")
+        torch.set_num_threads(before)

@@ -353,6 +353,10 @@ def run_shard(
     and success (transferability, sec. 5.4). The ``ssim`` column, and with ``spec.visibility``
     the ``visibility`` column, are filled right after each attack (successes only; NaN for failures).
 
+    The attacks run at the caller's torch thread count (the runner sets it: 1 by default), not held to
+    the CPUs the load leaves free as elsewhere (``smoothlab._threads.kept_threads``): the thread
+    count can change the rounding, and the records must not depend on the machine's load.
+
     With ``adversarials=True`` it also keeps, per attack and image, the least distorted successful
     adversarial image (:data:`ADVERSARIAL_COLUMNS`: ``uint8`` for an attack with
     ``quantise=True``, ``float16`` otherwise), taken from the same attack calls.
@@ -364,14 +368,24 @@ def run_shard(
         attack's key, sorted by ``(attack, budget, image_id)``; with ``adversarials=True`` also
         the adversarial images, sorted by ``(attack, image_id)``.
     """
-    from smoothlab.attacks import ATTACKS
-    from smoothlab.records import sort_records
+    from smoothlab._threads import kept_threads
 
     ids = np.asarray(image_ids, dtype=np.int64)
     if ids.ndim != 1 or ids.size == 0:
         raise ValueError(f"image_ids must be a non-empty 1-D list of indices, got shape {ids.shape}")
     if ids.size > spec.shard_size:
         raise ValueError(f"shard {shard_index} holds {ids.size} images, more than shard_size={spec.shard_size}")
+    with kept_threads():  # the caller's thread count, whatever the load: the records must not depend on it
+        return _run_shard(spec, shard_index, ids, adversarials)
+
+
+def _run_shard(
+    spec: BenchSpec, shard_index: int, ids: np.ndarray, adversarials: bool
+) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`run_shard` on checked ``ids``."""
+    from smoothlab.attacks import ATTACKS
+    from smoothlab.records import sort_records
+
     model = cached_model(spec)
     target = None if spec.target_model is None else cached_model(spec, spec.target_model)
     device = _device(spec)
