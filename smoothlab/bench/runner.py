@@ -54,7 +54,8 @@ class BenchResult:
         Shards computed by this call, loaded from ``out/``, and found corrupt or foreign in
         ``out/`` (and therefore recomputed, so also in ``computed``).
     mode : str
-        ``"in-process"``, ``"local-cluster"``, ``"client"`` or ``"scheduler"``.
+        ``"in-process"``, ``"local-cluster"``, ``"client"``, ``"scheduler"``, or ``"report"``
+        (:func:`report`: nothing computed).
     n_workers : int
         Dask workers used (1 in-process).
     seconds : float
