@@ -222,4 +222,3 @@ def kept_threads() -> Iterator[None]:
         yield
     finally:
         _KEEP.reset(token)
-

@@ -107,9 +107,9 @@ class BenchResult:
         target = Path(directory if directory is not None else self.out or ".")
         target.mkdir(parents=True, exist_ok=True)
         paths = {name: target / name for name in storage.REPORT_FILES}
-        shards = len(self.computed) + len(self.reused) if not self.complete else self.n_shards
         storage.write_parquet(
-            paths["records.parquet"], self.records, {"spec_hash": self.spec.hash, "shards": [shards, self.n_shards]}
+            paths["records.parquet"], self.records,
+            {"spec_hash": self.spec.hash, "shards": [self.shards_done, self.n_shards]},
         )
         header = (
             f"Smooth adversarial examples — section 5.1 protocol, {self.spec.scenario}, "
@@ -126,11 +126,15 @@ class BenchResult:
             del paths["operating_characteristic.html"]
         return paths
 
+    @property
+    def shards_done(self) -> int:
+        """Number of finished shards the result holds (computed by this call or reused from ``out``)."""
+        return len(set(self.computed) | set(self.reused))
+
     def partial_note(self) -> str:
         """What a partial result covers: its finished shards and images, of the spec's."""
-        done = len(set(self.computed) | set(self.reused))
         return (
-            f"{done} of {self.n_shards} shards finished, {self.records['image_id'].nunique()} of "
+            f"{self.shards_done} of {self.n_shards} shards finished, {self.records['image_id'].nunique()} of "
             f"{self.n_images} images; the statistics cover those only"
         )
 
@@ -330,13 +334,7 @@ def report(out: str | os.PathLike[str], *, save: bool = True) -> BenchResult:
         raise TypeError(f"save must be a bool, got {save!r}")
     folder = Path(out).expanduser()
     spec = storage.read_spec(folder)
-    if spec.image_ids is not None:
-        ids = np.asarray(spec.image_ids, dtype=np.int64)
-    elif spec.n_images is not None:
-        ids = np.arange(spec.n_images, dtype=np.int64)
-    else:  # the whole split: its size decides the shards
-        ids = select_images(spec, dataset_size(spec))
-    state = _RunState(spec, plan_shards(spec, ids), None)
+    state = _RunState(spec, plan_shards(spec, select_images(spec, dataset_size(spec))), None)
     state.resume(folder)
     if not state.done:
         raise ValueError(f"out holds no finished shard to report: {folder / storage.SHARD_DIR} has no valid shard file")
